@@ -1,0 +1,13 @@
+"""Generation: diffusion backends and the guarded pipeline that runs every stage in order."""
+
+from generator.backend import DiffusersBackend, GenerationSpec, GeneratorError
+from generator.pipeline import GenerationRequest, GenerationResult, GuardedPipeline
+
+__all__ = [
+    "DiffusersBackend",
+    "GenerationRequest",
+    "GenerationResult",
+    "GenerationSpec",
+    "GeneratorError",
+    "GuardedPipeline",
+]

@@ -1,0 +1,307 @@
+"""The guarded generation pipeline: the whole flow of a request, top to bottom.
+
+    screen prompt -> screen input image -> generate -> screen frames -> visible watermark
+    -> invisible watermark -> encode H.264 -> sign C2PA -> check the released file -> audit
+
+Every stage is a constructor argument. A request that a stage blocks stops there; a stage that
+raises stops the request too (fail closed). Either way one audit record is written, naming the
+stage, and no file is released. A released file is moved into place only after its audit record
+is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from audit import AuditStore, RecordDraft
+from generator.backend import DiffusersBackend, GenerationSpec
+from moderation import Verdict, first_blocking, strongest
+from policy import Action, Policy
+from provenance import (
+    InvisibleWatermark,
+    ManifestFacts,
+    ManifestSigner,
+    VisibleWatermark,
+    decode_frames,
+    encode_mp4,
+    sha256_file,
+)
+from provenance.manifest import png_bytes
+
+__version__ = "0.1.0"
+
+STAGES = (
+    "prompt", "image", "generate", "frames", "visible_watermark", "invisible_watermark",
+    "encode", "sign", "release_check", "audit",
+)  # fmt: skip
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class Classifier(Protocol):
+    name: str
+    version: str
+
+    def classify(self, item) -> list[Verdict]: ...
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    output: Path
+    image: np.ndarray | None = None  # RGB uint8 input image
+    num_frames: int = 16
+    height: int = 256
+    width: int = 256
+    steps: int = 8
+    seed: int = 0
+    fps: int = 8
+    tenant: str = "default"
+    user: str = "local"
+
+
+@dataclass
+class GenerationResult:
+    generation_id: str
+    status: str  # released, blocked or error
+    verdicts: list[Verdict]
+    policy: str
+    model: str
+    output: Path | None = None
+    output_sha256: str | None = None
+    watermark_payload: str | None = None
+    manifest_label: str | None = None
+    stage: str | None = None  # the stage that blocked or failed
+    reason: str | None = None
+    flagged: bool = False
+    record_id: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def released(self) -> bool:
+        return self.status == "released"
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage}: {type(cause).__name__}: {cause}")
+        self.stage = stage
+
+
+class BlockedAt(Exception):
+    def __init__(self, stage: str, verdict: Verdict) -> None:
+        super().__init__(
+            f"blocked at {stage} by {verdict.classifier} ({verdict.category}: score "
+            f"{verdict.score:.3f} >= threshold {verdict.threshold:.3f})"
+        )
+        self.stage = stage
+
+
+class GuardedPipeline:
+    """Turns a request into a screened, watermarked, signed MP4 and an audit record."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        prompt_classifiers: Sequence[Classifier],
+        image_classifiers: Sequence[Classifier],
+        backend: DiffusersBackend,
+        frame_classifiers: Sequence[Classifier],
+        visible_watermark: VisibleWatermark,
+        invisible_watermark: InvisibleWatermark,
+        signer: ManifestSigner,
+        audit: AuditStore,
+        crf: int = 18,
+    ) -> None:
+        self.policy = policy
+        self.prompt_classifiers = prompt_classifiers
+        self.image_classifiers = image_classifiers
+        self.backend = backend
+        self.frame_classifiers = frame_classifiers
+        self.visible_watermark = visible_watermark
+        self.invisible_watermark = invisible_watermark
+        self.signer = signer
+        self.audit = audit
+        self.crf = crf
+
+    def __call__(self, request: GenerationRequest, progress: Progress | None = None) -> GenerationResult:
+        progress = progress or (lambda stage, done, total: None)
+        result = GenerationResult(
+            generation_id=str(uuid.uuid4()),
+            status="error",
+            verdicts=[],
+            policy=self.policy.label,
+            model=f"{self.backend.name} {self.backend.version}",
+        )
+        payload = secrets.token_bytes(6)  # the generation key the watermark carries
+        staging = request.output.with_name(f".{request.output.name}.{result.generation_id}.partial")
+        try:
+            self._check_request(request)
+            self._screen("prompt", self.prompt_classifiers, request.prompt, result, progress)
+            if request.image is not None:
+                self._screen("image", self.image_classifiers, request.image, result, progress)
+
+            with self._stage("generate", result, progress):
+                frames = self.backend.generate(
+                    GenerationSpec(
+                        prompt=request.prompt, num_frames=request.num_frames, height=request.height,
+                        width=request.width, steps=request.steps, seed=request.seed, image=request.image,
+                    ),
+                    on_step=lambda done, total: progress("generate", done, total),
+                )  # fmt: skip
+
+            self._screen("frames", self.frame_classifiers, frames, result, progress)
+
+            with self._stage("visible_watermark", result, progress):
+                frames = self.visible_watermark.apply(frames)
+            with self._stage("invisible_watermark", result, progress):
+                frames = self.invisible_watermark.embed(frames, payload)
+                result.watermark_payload = payload.hex()
+            with self._stage("encode", result, progress):
+                unsigned = staging.with_suffix(".unsigned.mp4")
+                encode_mp4(frames, unsigned, fps=request.fps, crf=self.crf)
+            with self._stage("sign", result, progress):
+                result.manifest_label = self.signer.sign(unsigned, staging, self._facts(request, result))
+                unsigned.unlink()
+            with self._stage("release_check", result, progress):
+                self._check_release(staging, payload)
+                result.output_sha256 = sha256_file(staging)
+
+            result.status = "released"
+            result.output = request.output
+            self._record(request, result, progress)
+            staging.replace(request.output)
+        except BlockedAt as blocked:
+            result.status, result.stage, result.reason = "blocked", blocked.stage, str(blocked)
+            self._record(request, result, progress)
+        except StageFailed as failed:
+            result.status, result.stage, result.reason = "error", failed.stage, str(failed)
+            result.output = result.output_sha256 = None
+            self._record(request, result, progress)
+        finally:
+            for leftover in (staging, staging.with_suffix(".unsigned.mp4")):
+                leftover.unlink(missing_ok=True)
+        return result
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _check_request(self, request: GenerationRequest) -> None:
+        with self._stage("prompt", None, None):
+            if not request.prompt.strip():
+                raise ValueError("the prompt is empty")
+            if len(request.prompt) > self.policy.prompt.max_length:
+                raise ValueError(
+                    f"the prompt has {len(request.prompt)} characters; the policy allows "
+                    f"{self.policy.prompt.max_length}"
+                )
+            if request.output.suffix.lower() != ".mp4":
+                raise ValueError(f"output must be an .mp4 file, got '{request.output.name}'")
+            if request.height % 8 or request.width % 8:
+                raise ValueError(f"height and width must be multiples of 8, got {request.width}x{request.height}")
+            request.output.parent.mkdir(parents=True, exist_ok=True)
+
+    def _screen(self, stage: str, classifiers: Sequence[Classifier], item, result: GenerationResult,
+                progress: Progress) -> None:  # fmt: skip
+        with self._stage(stage, result, progress):
+            verdicts = [v for classifier in classifiers for v in classifier.classify(item)]
+        result.verdicts.extend(verdicts)
+        result.flagged = result.flagged or strongest(verdicts) is Action.flag
+        blocking = first_blocking(verdicts)
+        if blocking is not None:
+            raise BlockedAt(stage, blocking)
+
+    def _facts(self, request: GenerationRequest, result: GenerationResult) -> ManifestFacts:
+        return ManifestFacts(
+            generation_id=result.generation_id,
+            title=request.output.name,
+            model_name=self.backend.name,
+            model_version=self.backend.version,
+            policy=self.policy.label,
+            screening=screening_summary(result.verdicts),
+            watermark_method=self.invisible_watermark.name,
+            watermark_payload=result.watermark_payload or "",
+            claim_generator_version=__version__,
+            ingredient_png=png_bytes(request.image) if request.image is not None else None,
+        )
+
+    def _check_release(self, path: Path, payload: bytes) -> None:
+        """Read the signed file back as a verifier would: the watermark must carry the payload."""
+        reading = self.invisible_watermark.detect(decode_frames(path))
+        if reading.payload != payload.hex():
+            raise RuntimeError(
+                f"the encoded video does not carry its watermark payload (read {reading.payload}, "
+                f"bit agreement {reading.bit_agreement:.2f})"
+            )
+
+    def _record(self, request: GenerationRequest, result: GenerationResult, progress: Progress) -> None:
+        image_sha = hashlib.sha256(request.image.tobytes()).hexdigest() if request.image is not None else None
+        draft = RecordDraft(
+            generation_id=result.generation_id,
+            prompt=request.prompt,
+            policy_name=self.policy.name,
+            policy_version=self.policy.version,
+            model_id=self.backend.name,
+            model_version=self.backend.version,
+            status=result.status,
+            verdicts=[v.to_dict() for v in result.verdicts],
+            tenant=request.tenant,
+            user=request.user,
+            input_image_sha256=image_sha,
+            flagged=result.flagged,
+            blocked_stage=result.stage,
+            reason=result.reason,
+            output_sha256=result.output_sha256,
+            output_path=str(request.output.resolve()) if result.status == "released" else None,
+            watermark_payload=result.watermark_payload,
+            watermark_method=self.invisible_watermark.name if result.watermark_payload else None,
+            manifest_label=result.manifest_label,
+        )
+        start = time.perf_counter()
+        progress("audit", 0, 1)
+        # No try: if the audit write fails, the exception propagates and nothing is released.
+        result.record_id = self.audit.record(draft).id
+        result.timings["audit"] = time.perf_counter() - start
+        progress("audit", 1, 1)
+
+    @contextmanager
+    def _stage(self, stage: str, result: GenerationResult | None, progress: Progress | None) -> Iterator[None]:
+        """Time a stage and turn any exception in it into StageFailed (fail closed)."""
+        if progress:
+            progress(stage, 0, 1)
+        start = time.perf_counter()
+        try:
+            yield
+        except (BlockedAt, StageFailed):
+            raise
+        except Exception as exc:
+            raise StageFailed(stage, exc) from exc
+        finally:
+            if result is not None:
+                result.timings[stage] = result.timings.get(stage, 0.0) + time.perf_counter() - start
+        if progress:
+            progress(stage, 1, 1)
+
+
+def screening_summary(verdicts: Sequence[Verdict]) -> dict:
+    """For the manifest: each classifier with its version, the highest score per category."""
+    classifiers: dict[str, dict] = {}
+    for v in verdicts:
+        entry = classifiers.setdefault(
+            v.classifier, {"version": v.classifier_version, "calibrated": v.calibrated, "highest": {}}
+        )
+        best = entry["highest"].get(v.category)
+        if best is None or v.score > best["score"]:
+            entry["highest"][v.category] = {"score": round(v.score, 4), "threshold": v.threshold,
+                                            "action": v.action.value}  # fmt: skip
+    uncalibrated = sorted({v.classifier for v in verdicts if not v.calibrated})
+    return {"classifiers": classifiers, "uncalibrated": uncalibrated}

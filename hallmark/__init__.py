@@ -1,0 +1,1 @@
+"""Hallmark's composition layer: settings, the `hallmark` CLI and the FastAPI app factory."""

@@ -1,0 +1,200 @@
+"""The `hallmark` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+
+app = typer.Typer(help="Hallmark: guarded, watermarked and signed AI video generation.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+policy_app = typer.Typer(help="Generation policies.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+
+console = Console(stderr=True)
+EXIT_BLOCKED, EXIT_ERROR = 3, 4
+
+
+def _settings(**overrides):
+    from hallmark.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the video should show.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the signed MP4.")],
+    image: Annotated[Path | None, typer.Option(help="Input image to start from (screened first).")] = None,
+    frames: Annotated[int, typer.Option(min=1, max=512)] = 16,
+    height: Annotated[int, typer.Option(min=128, max=2160)] = 256,
+    width: Annotated[int, typer.Option(min=128, max=3840)] = 256,
+    steps: Annotated[int, typer.Option(min=1, max=200)] = 8,
+    seed: int = 0,
+    fps: Annotated[int, typer.Option(min=1, max=120)] = 8,
+    policy: Annotated[Path | None, typer.Option(help="Policy TOML file (default: the shipped one).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Generate a screened, watermarked, C2PA-signed MP4 and write its audit record."""
+    from generator import GenerationRequest
+    from hallmark.compose import build_pipeline
+    from policy import PolicyError
+
+    settings = _settings(policy=policy)
+    input_image = _load_image(image) if image else None
+    try:
+        with console.status("Loading models and policy..."):
+            pipeline = build_pipeline(settings)
+    except (PolicyError, OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    request = GenerationRequest(
+        prompt=prompt, output=output, image=input_image, num_frames=frames, height=height,
+        width=width, steps=steps, seed=seed, fps=fps,
+    )  # fmt: skip
+    with Progress(
+        TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("starting", total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        result = pipeline(request, progress=on_progress)
+
+    if as_json:
+        print(json.dumps(_result_json(result, settings), indent=2))
+    else:
+        _print_result(result, settings)
+    if result.status == "blocked":
+        raise typer.Exit(EXIT_BLOCKED)
+    if result.status == "error":
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _load_image(path: Path):
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise _fail(f"{path}: not a readable image: {exc}") from exc
+
+
+def _result_json(result, settings) -> dict:
+    return {
+        "generation_id": result.generation_id,
+        "status": result.status,
+        "output": str(result.output) if result.output else None,
+        "output_sha256": result.output_sha256,
+        "stage": result.stage,
+        "reason": result.reason,
+        "flagged": result.flagged,
+        "policy": result.policy,
+        "model": result.model,
+        "watermark_payload": result.watermark_payload,
+        "manifest_label": result.manifest_label,
+        "audit": {"database": settings.resolved_database_url, "record_id": result.record_id},
+        "verdicts": [v.to_dict() for v in result.verdicts],
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+def _print_result(result, settings) -> None:
+    out = Console()
+    table = Table(title=f"Checks under policy {result.policy}", title_justify="left")
+    for column in ("stage", "classifier", "category", "score", "threshold", "action", "note"):
+        table.add_column(column, justify="right" if column in ("score", "threshold") else "left",
+                         no_wrap=column != "note", overflow="fold")
+    colours = {"allow": "green", "flag": "yellow", "block": "bold red"}
+    for v in result.verdicts:
+        note = "uncalibrated" if not v.calibrated else ""
+        note = "; ".join(n for n in (note, v.detail if v.action.value != "allow" else "") if n)
+        table.add_row(v.stage, v.classifier, v.category, f"{v.score:.3f}", f"{v.threshold:.3f}",
+                      f"[{colours[v.action.value]}]{v.action.value}[/]", note)  # fmt: skip
+    out.print(table)
+    uncalibrated = sorted({v.classifier for v in result.verdicts if not v.calibrated})
+    if uncalibrated:
+        out.print(f"[yellow]uncalibrated:[/] {', '.join(uncalibrated)} ran without pretrained weights; "
+                  "its scores cannot block (set HALLMARK_CLIP_PRETRAINED).")  # fmt: skip
+    if result.status == "released":
+        out.print(f"[bold green]released[/] {result.output}" + (" [yellow](flagged for review)[/]" if result.flagged else ""))
+        out.print(f"  sha256 {result.output_sha256}")
+        out.print(f"  watermark payload {result.watermark_payload}; C2PA manifest {result.manifest_label}")
+    elif result.status == "blocked":
+        out.print(f"[bold red]refused[/] at stage '{result.stage}': {result.reason}. No file was written.")
+    else:
+        out.print(f"[bold red]failed[/] at stage '{result.stage}': {result.reason}. No file was released.")
+    out.print(f"generation id {result.generation_id}")
+    out.print(f"audit record #{result.record_id} in {settings.resolved_database_url}")
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="The video to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Check a video's C2PA manifest and invisible watermark, and find its audit record."""
+    from hallmark.compose import build_watermark, open_store, trust_anchors_pem
+    from provenance import verify as verify_file
+
+    settings = _settings()
+    if not file.is_file():
+        raise _fail(f"{file}: no such file")
+    report = verify_file(file, trust_anchors_pem(settings), build_watermark(settings), open_store(settings))
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        out = Console()
+        out.print(f"[bold]{file}[/] sha256 {report.sha256}")
+        for line in report.summary():
+            out.print(line, markup=False, highlight=False)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain of the audit log and report the first broken link."""
+    from hallmark.compose import open_store
+
+    settings = _settings()
+    report = open_store(settings).verify_chain()
+    if report.ok:
+        Console().print(f"[green]audit chain intact[/]: {report.records_checked} records in {settings.resolved_database_url}")
+        return
+    raise _fail(
+        f"audit chain broken at record #{report.first_broken_id}: {report.problem} "
+        f"({report.records_checked} records before it are intact)",
+        code=EXIT_ERROR,
+    )
+
+
+@policy_app.command("check")
+def policy_check(file: Annotated[Path | None, typer.Argument(help="Policy TOML (default: shipped).")] = None) -> None:
+    """Validate a policy file and print its version."""
+    from policy import Policy, PolicyError
+
+    try:
+        loaded = Policy.load(file)
+    except PolicyError as exc:
+        raise _fail(str(exc)) from exc
+    Console().print(f"[green]valid[/]: {loaded.label} ({loaded.source})")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,89 @@
+"""Composition: build the pipeline and the verifier from settings. No business logic here."""
+
+from __future__ import annotations
+
+import os
+
+from audit import AuditStore
+from generator import DiffusersBackend, GuardedPipeline
+from hallmark.settings import Settings
+from moderation import (
+    BlocklistClassifier,
+    ClipConceptFilter,
+    MiniLMEncoder,
+    NudityClassifier,
+    NudityDetector,
+    ProfanityClassifier,
+    SemanticClassifier,
+)
+from policy import Policy
+from provenance import InvisibleWatermark, ManifestSigner, SigningMaterial, VisibleWatermark, ensure_dev_chain
+
+
+def configure_torch(settings: Settings) -> None:
+    import torch
+
+    threads = settings.torch_threads or min(os.cpu_count() or 1, 8)
+    torch.set_num_threads(threads)
+
+
+def signing_material(settings: Settings) -> SigningMaterial:
+    if settings.signing_chain or settings.signing_key:
+        if not (settings.signing_chain and settings.signing_key):
+            raise ValueError("set both HALLMARK_SIGNING_CHAIN and HALLMARK_SIGNING_KEY, or neither")
+        anchors = settings.trust_anchors or settings.signing_chain
+        return SigningMaterial(settings.signing_chain, settings.signing_key, anchors)
+    material = ensure_dev_chain(settings.certs_dir)
+    if settings.trust_anchors:
+        return SigningMaterial(material.chain_path, material.key_path, settings.trust_anchors)
+    return material
+
+
+def trust_anchors_pem(settings: Settings) -> str:
+    if settings.trust_anchors:
+        return settings.trust_anchors.read_text()
+    return signing_material(settings).trust_anchors_pem().decode()
+
+
+def open_store(settings: Settings) -> AuditStore:
+    return AuditStore(settings.resolved_database_url)
+
+
+def build_watermark(settings: Settings) -> InvisibleWatermark:
+    return InvisibleWatermark(settings.watermark_method)
+
+
+def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedPipeline:
+    """Every stage of the guarded pipeline, as the settings and the policy configure it."""
+    configure_torch(settings)
+    policy = policy or Policy.load(settings.policy)
+    nudity = NudityDetector()
+    prompt_classifiers = [
+        BlocklistClassifier(policy.prompt.blocklist),
+        ProfanityClassifier(policy.prompt.profanity),
+        SemanticClassifier(MiniLMEncoder(device=settings.device), policy.prompt.semantic),
+    ]
+    frame_classifiers = [
+        ClipConceptFilter(
+            policy.frames.clip_concepts,
+            model_name=settings.clip_model,
+            pretrained=settings.clip_pretrained or None,
+            uncalibrated_max_action=policy.frames.uncalibrated_max_action,
+            device=settings.device,
+        ),
+        NudityClassifier(nudity, policy.frames.nudity, stage="frames"),
+    ]
+    return GuardedPipeline(
+        policy=policy,
+        prompt_classifiers=prompt_classifiers,
+        image_classifiers=[NudityClassifier(nudity, policy.image.nudity, stage="image")],
+        backend=DiffusersBackend.from_pretrained(
+            settings.model, device=settings.device, dtype=settings.dtype, revision=settings.model_revision
+        ),
+        frame_classifiers=frame_classifiers,
+        visible_watermark=VisibleWatermark(policy.provenance.visible_watermark),
+        invisible_watermark=build_watermark(settings),
+        signer=ManifestSigner(signing_material(settings), tsa_url=settings.tsa_url),
+        audit=open_store(settings),
+        crf=settings.video_crf,
+    )

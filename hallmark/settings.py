@@ -1,0 +1,68 @@
+"""Settings: environment variables prefixed HALLMARK_, or a TOML config file (HALLMARK_CONFIG)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Settings(BaseSettings):
+    """Where Hallmark keeps its data and which models, policy and keys it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="HALLMARK_", extra="forbid")
+
+    # Database, keys, certificates and outputs live here unless set one by one.
+    data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("hallmark", appauthor=False)))
+    database_url: str | None = None  # default: sqlite:///<data_dir>/audit.db
+    policy: Path | None = None  # default: the policy shipped in policy/policies/default.toml
+
+    # "tiny" is the built-in offline model; otherwise a diffusers hub id or a local directory.
+    model: str = "tiny"
+    model_revision: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    torch_threads: int | None = None
+
+    # open_clip architecture and weights for the frame filter: a pretrained tag or checkpoint path.
+    # Empty: the architecture runs without pretrained weights and reports itself "uncalibrated".
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = ""
+
+    watermark_method: str = "dwtDctSvd"
+    video_crf: int = Field(default=18, ge=0, le=51)
+
+    # C2PA signing. Empty: a development chain is created in <data_dir>/certs on first run.
+    signing_chain: Path | None = None
+    signing_key: Path | None = None
+    trust_anchors: Path | None = None  # PEM bundle; default: the development root
+    tsa_url: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("HALLMARK_CONFIG")
+        if config:
+            if not Path(config).is_file():
+                raise FileNotFoundError(f"HALLMARK_CONFIG={config}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certs"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"

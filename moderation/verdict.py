@@ -1,0 +1,60 @@
+"""The Verdict: one classifier's explainable decision on one category."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from policy import Action, Thresholds
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Which stage and classifier scored which category, against which threshold, with what action."""
+
+    stage: str  # "prompt", "image" or "frames"
+    classifier: str
+    classifier_version: str
+    category: str
+    score: float
+    threshold: float
+    action: Action
+    calibrated: bool = True  # False: real model output, thresholds not tuned for its weights
+    detail: str = ""  # what drove the score: nearest exemplar, matched term, frame index...
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["action"] = self.action.value
+        data["score"] = round(self.score, 6)
+        return data
+
+
+def decide(
+    stage: str,
+    classifier: str,
+    version: str,
+    category: str,
+    score: float,
+    thresholds: Thresholds,
+    detail: str = "",
+    calibrated: bool = True,
+    max_action: Action = Action.block,
+) -> Verdict:
+    """Apply a policy's thresholds to a score; `max_action` caps what an uncalibrated model may do."""
+    score = float(min(max(score, 0.0), 1.0))
+    action, threshold = thresholds.decide(score)
+    if action.rank > max_action.rank:
+        action = max_action
+    return Verdict(stage, classifier, version, category, score, threshold, action, calibrated, detail)
+
+
+def strongest(verdicts: Iterable[Verdict]) -> Action:
+    """The most severe action among verdicts (allow when there are none)."""
+    return max((v.action for v in verdicts), key=lambda a: a.rank, default=Action.allow)
+
+
+def first_blocking(verdicts: Iterable[Verdict]) -> Verdict | None:
+    """The blocking verdict with the highest score, if any."""
+    blocking = [v for v in verdicts if v.action is Action.block]
+    return max(blocking, key=lambda v: v.score, default=None)

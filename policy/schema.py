@@ -1,0 +1,192 @@
+"""The Policy schema.
+
+A policy is data: a TOML file validated by these pydantic models. Its version is the sha256 of
+the file's bytes, so two deployments that report the same version screened under the same rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file, the field and the problem."""
+
+
+class Action(str, Enum):
+    """What a verdict does to a request. Ordered: allow < flag < block."""
+
+    allow = "allow"
+    flag = "flag"
+    block = "block"
+
+    @property
+    def rank(self) -> int:
+        return {"allow": 0, "flag": 1, "block": 2}[self.value]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Thresholds(_Strict):
+    """Score thresholds for one category: at or above `block` blocks, at or above `flag` flags."""
+
+    flag: float | None = Field(default=None, ge=0.0, le=1.0)
+    block: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.flag is None and self.block is None:
+            raise ValueError("set at least one of 'flag' and 'block'")
+        if self.flag is not None and self.block is not None and self.flag > self.block:
+            raise ValueError(f"'flag' ({self.flag}) must not exceed 'block' ({self.block})")
+        return self
+
+    def decide(self, score: float) -> tuple[Action, float]:
+        """The action for `score` and the threshold that decided it.
+
+        When nothing triggers, the threshold returned is the lowest one that would have.
+        """
+        if self.block is not None and score >= self.block:
+            return Action.block, self.block
+        if self.flag is not None and score >= self.flag:
+            return Action.flag, self.flag
+        lowest = self.flag if self.flag is not None else self.block
+        assert lowest is not None
+        return Action.allow, lowest
+
+
+class ProfanityRule(_Strict):
+    """alt-profanity-check's probability that the prompt is offensive."""
+
+    enabled: bool = True
+    category: str = "harassment"
+    thresholds: Thresholds
+
+
+class SemanticCategory(_Strict):
+    """Exemplar phrases for one category; the score is the highest cosine similarity to any."""
+
+    thresholds: Thresholds
+    exemplars: list[str] = Field(min_length=1)
+
+
+class BlocklistRule(_Strict):
+    """Terms matched as whole words after normalising case, confusables and leetspeak."""
+
+    action: Literal["flag", "block"] = "block"
+    terms: list[str] = Field(min_length=1)
+
+
+class PromptPolicy(_Strict):
+    max_length: int = Field(default=2000, gt=0)
+    profanity: ProfanityRule
+    semantic: dict[str, SemanticCategory] = Field(default_factory=dict)
+    blocklist: dict[str, BlocklistRule] = Field(default_factory=dict)
+
+
+class NudityRule(_Strict):
+    """NudeNet detector labels that count for a category, and the thresholds on their confidence."""
+
+    enabled: bool = True
+    category: str = "sexual"
+    labels: list[str] = Field(min_length=1)
+    thresholds: Thresholds
+
+
+class ImagePolicy(_Strict):
+    nudity: NudityRule
+
+
+class ClipConcept(_Strict):
+    """Text prompts describing a concept; a frame's score is its highest cosine similarity to any."""
+
+    prompts: list[str] = Field(min_length=1)
+    thresholds: Thresholds
+
+
+class FramePolicy(_Strict):
+    clip_concepts: dict[str, ClipConcept] = Field(min_length=1)
+    # An uncalibrated filter (no pretrained weights available) can at most take this action:
+    # its scores are real model outputs, but its thresholds were not tuned for those weights.
+    uncalibrated_max_action: Action = Action.flag
+    nudity: NudityRule
+
+
+class VisibleWatermarkPolicy(_Strict):
+    enabled: bool = True
+    text: str = Field(default="AI-generated", min_length=1, max_length=64)
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "bottom-right"
+    opacity: float = Field(default=0.7, gt=0.0, le=1.0)
+
+
+class ProvenancePolicy(_Strict):
+    visible_watermark: VisibleWatermarkPolicy = VisibleWatermarkPolicy()
+    # c2pa.training-mining: whether the output may be used to train or mine AI models.
+    training_mining: Literal["allowed", "notAllowed", "constrained"] = "notAllowed"
+
+
+class Policy(_Strict):
+    """A complete, validated generation policy."""
+
+    schema_version: Literal[1] = 1
+    name: str = Field(min_length=1)
+    description: str = ""
+    prompt: PromptPolicy
+    image: ImagePolicy
+    frames: FramePolicy
+    provenance: ProvenancePolicy = ProvenancePolicy()
+    # Filled by `load`: the content hash of the source file, and where it came from.
+    version: str = Field(default="", exclude=True)
+    source: str = Field(default="", exclude=True)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Policy:
+        """Load and validate a policy file (the shipped default when `path` is None).
+
+        Raises PolicyError naming the file, the field and the problem.
+        """
+        file = Path(path) if path is not None else default_policy_path()
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise PolicyError(f"{file}: cannot read policy file: {exc.strerror or exc}") from exc
+        return cls.from_toml(raw, source=str(file))
+
+    @classmethod
+    def from_toml(cls, raw: bytes, source: str = "<string>") -> Policy:
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
+        for reserved in ("version", "source"):
+            if reserved in data:
+                raise PolicyError(
+                    f"{source}: field '{reserved}': is computed when the policy loads; remove it"
+                )
+        try:
+            policy = cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
+                for err in exc.errors()
+            )
+            raise PolicyError(f"{source}: {problems}") from exc
+        version = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+        return policy.model_copy(update={"version": version, "source": source})
+
+    @property
+    def label(self) -> str:
+        """`name@version`, the way the policy is named in records and manifests."""
+        return f"{self.name}@{self.version}"
+
+
+def default_policy_path() -> Path:
+    return Path(__file__).parent / "policies" / "default.toml"

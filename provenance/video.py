@@ -1,0 +1,46 @@
+"""H.264 MP4 encoding and decoding through PyAV (which ships libx264)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class VideoError(RuntimeError):
+    """A file that is not a readable video, or frames that cannot be encoded."""
+
+
+def encode_mp4(frames: np.ndarray, path: Path, fps: int = 8, crf: int = 18) -> None:
+    """Write (T,H,W,3) uint8 RGB frames as H.264 (yuv420p) in an MP4 container."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise VideoError(f"expected (T,H,W,3) uint8 frames, got {frames.shape} {frames.dtype}")
+    t, h, w, _ = frames.shape
+    if t == 0 or h % 2 or w % 2:
+        raise VideoError(f"H.264 yuv420p needs at least one frame of even size, got {t}x{w}x{h}")
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def decode_frames(path: Path, max_frames: int | None = None) -> np.ndarray:
+    """Decode the first video stream to (T,H,W,3) uint8 RGB."""
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except av.FFmpegError as exc:
+        raise VideoError(f"{path}: cannot decode video: {exc}") from exc
+    if not frames:
+        raise VideoError(f"{path}: video stream has no decodable frames")
+    return np.stack(frames)
