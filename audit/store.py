@@ -87,7 +87,7 @@ def _chain(prev_hash: str, content_hash: str) -> str:
 
 def _utc(value: dt.datetime) -> dt.datetime:
     # SQLite returns naive datetimes; every timestamp here is written in UTC.
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 class AuditStore:
@@ -98,16 +98,19 @@ class AuditStore:
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self._engine = create_engine(url)
+        self._writer = self._engine
         if self._engine.dialect.name == "sqlite":
-            # Take the write lock at BEGIN so that concurrent writers serialise on the chain head.
-            event.listen(self._engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
-            event.listen(self._engine, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
+            # Writes take the write lock at BEGIN, so concurrent writers serialise on the chain
+            # head; reads use the plain engine and never wait for it.
+            self._writer = create_engine(url)
+            event.listen(self._writer, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+            event.listen(self._writer, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
         SQLModel.metadata.create_all(self._engine)
 
     def record(self, draft: RecordDraft) -> GenerationRecord:
         """Append one record with its verdicts, chained to the current head."""
-        with Session(self._engine) as session, session.begin():
-            if self._engine.dialect.name == "postgresql":
+        with Session(self._writer) as session, session.begin():
+            if self._writer.dialect.name == "postgresql":
                 # One writer at a time extends the chain (SQLite gets this from BEGIN IMMEDIATE).
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
             head = session.exec(
@@ -116,7 +119,7 @@ class AuditStore:
             values = {k: v for k, v in draft.__dict__.items() if k != "verdicts"}
             record = GenerationRecord(
                 **values,
-                created_at=dt.datetime.now(dt.timezone.utc),
+                created_at=dt.datetime.now(dt.UTC),
                 prev_hash=head.record_hash if head else GENESIS,
                 record_hash="",
             )
@@ -179,3 +182,4 @@ class AuditStore:
 
     def dispose(self) -> None:
         self._engine.dispose()
+        self._writer.dispose()

@@ -58,7 +58,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from moderation import BlocklistClassifier, MiniLMEncoder, ProfanityClassifier, SemanticClassifier, strongest
+    from moderation import (
+        BlocklistClassifier,
+        MiniLMEncoder,
+        ProfanityClassifier,
+        SemanticClassifier,
+        strongest,
+    )
     from policy import Action, Policy
 
     policy = Policy.load(args.policy)
@@ -68,8 +74,8 @@ def main() -> None:
         SemanticClassifier(MiniLMEncoder(), policy.prompt.semantic),
     ]
     print(f"policy {policy.label}; data {DATA}; up to {args.limit} prompts per set\n")
-    print(f"| data set | kind | prompts | flagged | blocked | ms/prompt |")
-    print(f"| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| data set | kind | prompts | flagged | blocked | ms/prompt |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name, (kind, prompts) in datasets(args.limit).items():
         start = time.perf_counter()
         actions = [strongest(v for c in classifiers for v in c.classify(p)) for p in prompts]

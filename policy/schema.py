@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +19,7 @@ class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file, the field and the problem."""
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What a verdict does to a request. Ordered: allow < flag < block."""
 
     allow = "allow"

@@ -54,7 +54,7 @@ def ensure_dev_chain(directory: Path, organisation: str = "Hallmark development"
     if all(p.exists() for p in (material.chain_path, material.key_path, material.trust_anchors_path)):
         return material
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     root_key = ec.generate_private_key(ec.SECP256R1())
     root_name = x509.Name(
         [
@@ -125,7 +125,7 @@ def check_chain(material: SigningMaterial) -> x509.Certificate:
     except (OSError, ValueError, TypeError) as exc:
         raise CertificateError(f"{material.key_path}: not a usable PEM private key: {exc}") from exc
     leaf = certs[0]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
         raise CertificateError(
             f"{material.chain_path}: signing certificate is not valid now "

@@ -1,0 +1,99 @@
+"""Fixtures for real parts: a temporary data directory (SQLite, dev certificates), the real
+pipeline with the tiny model, PostgreSQL when it runs, and the shared data when it is present."""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+SHARED_DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+POSTGRES_URL = os.environ.get("HALLMARK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hallmark-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir):
+    from hallmark.settings import Settings
+
+    return Settings(data_dir=data_dir, torch_threads=2)
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings):
+    """The real pipeline on the embedded default, built once: loading its models takes seconds."""
+    from hallmark.compose import build_pipeline
+
+    return build_pipeline(settings)
+
+
+@pytest.fixture
+def variant(pipeline):
+    """A shallow copy of the pipeline whose stages a test may swap without touching the shared one."""
+    return copy.copy(pipeline)
+
+
+@pytest.fixture(scope="session")
+def trust_anchors(settings) -> str:
+    from hallmark.compose import trust_anchors_pem
+
+    return trust_anchors_pem(settings)
+
+
+@pytest.fixture(scope="session")
+def released(pipeline, tmp_path_factory):
+    """One released generation shared by the read-only tests."""
+    from generator import GenerationRequest
+
+    out = tmp_path_factory.mktemp("released") / "boat.mp4"
+    result = pipeline(GenerationRequest(prompt="a paper boat drifting on a pond", output=out, seed=7))
+    assert result.status == "released", result.reason
+    return result
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards; skipped when none runs."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    try:
+        admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = f"hallmark_test_{uuid.uuid4().hex[:10]}"
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except Exception as exc:  # no server, no driver, no permission
+        pytest.skip(f"PostgreSQL not available at {POSTGRES_URL}: {exc}")
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set HALLMARK_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def natural_frames(count: int = 16, size: tuple[int, int] = (256, 256)) -> np.ndarray:
+    """Frames of a benign photograph (scikit-image ships it), shifted a little each frame."""
+    from PIL import Image
+    from skimage import data
+
+    base = np.asarray(Image.fromarray(data.coffee()).resize(size))
+    return np.stack([np.roll(base, 3 * i, axis=1) for i in range(count)])

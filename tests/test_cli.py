@@ -1,0 +1,77 @@
+"""The `hallmark` command as a user runs it: a real process, real files, a real database."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    data = tmp_path_factory.mktemp("cli-data")
+    return {**os.environ, "HALLMARK_DATA_DIR": str(data), "HALLMARK_TORCH_THREADS": "2", "COLUMNS": "200"}
+
+
+def hallmark(*args, env):
+    return subprocess.run([sys.executable, "-m", "hallmark.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_generate_then_verify_then_tamper(env, tmp_path):
+    out = tmp_path / "boat.mp4"
+    gen = hallmark("generate", "a paper boat drifting on a pond", "-o", str(out), "--frames", "8", env=env)
+    assert gen.returncode == 0, gen.stderr
+    assert "released" in gen.stdout and str(out) in gen.stdout
+    assert "uncalibrated" in gen.stdout and "open_clip-ViT-B-32" in gen.stdout
+    assert "audit record #1" in gen.stdout and "audit.db" in gen.stdout
+    assert out.is_file()
+
+    ver = hallmark("verify", str(out), "--json", env=env)
+    assert ver.returncode == 0, ver.stderr
+    report = json.loads(ver.stdout)
+    assert report["manifest"]["trusted"] and report["manifest"]["validation_state"] == "Trusted"
+    assert report["manifest"]["model"].startswith("hallmark/tiny-text-to-video")
+    assert report["watermark"]["detected"]
+    assert report["record"]["matches_file"] and report["record"]["output_sha256"] == report["sha256"]
+    assert report["watermark"]["payload"] in gen.stdout
+
+    plain = hallmark("verify", str(out), env=env)
+    assert "signer trusted" in plain.stdout and "Invisible watermark: detected" in plain.stdout
+
+    # Remux drops the C2PA manifest; the watermark still finds the record.
+    import av
+
+    stripped = tmp_path / "stripped.mp4"
+    with av.open(str(out)) as src, av.open(str(stripped), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    report = json.loads(hallmark("verify", str(stripped), "--json", env=env).stdout)
+    assert not report["manifest"]["present"]
+    assert report["watermark"]["detected"]
+    assert report["record"]["matched_by"] == "watermark payload" and not report["record"]["matches_file"]
+
+    chain = hallmark("audit", "verify", env=env)
+    assert chain.returncode == 0 and "1 records" in chain.stdout
+
+
+def test_blocked_prompt_exits_3_and_writes_no_file(env, tmp_path):
+    out = tmp_path / "x.mp4"
+    run = hallmark("generate", "naked people having sex", "-o", str(out), "--json", env=env)
+    assert run.returncode == 3, run.stderr
+    result = json.loads(run.stdout)
+    assert result["status"] == "blocked" and result["stage"] == "prompt" and result["output"] is None
+    assert any(v["action"] == "block" for v in result["verdicts"])
+    assert not out.exists()
+
+
+def test_unreadable_image_and_missing_file_are_clear_errors(env, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    run = hallmark("generate", "a boat", "-o", str(tmp_path / "b.mp4"), "--image", str(bad), env=env)
+    assert run.returncode == 1 and "not a readable image" in run.stderr
+    missing = hallmark("verify", str(tmp_path / "nope.mp4"), env=env)
+    assert missing.returncode == 1 and "no such file" in missing.stderr
