@@ -143,7 +143,9 @@ class AuditStore:
                 select(GenerationRecord).where(GenerationRecord.generation_id == generation_id)
             ).first()
 
-    def find(self, *, watermark_payload: str | None = None, output_sha256: str | None = None) -> GenerationRecord | None:
+    def find(
+        self, *, watermark_payload: str | None = None, output_sha256: str | None = None
+    ) -> GenerationRecord | None:
         """The record whose watermark payload or output hash matches, if any."""
         with Session(self._engine) as session:
             for column, value in (

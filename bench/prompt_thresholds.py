@@ -37,13 +37,21 @@ def datasets(limit: int) -> dict[str, tuple[str, list[str]]]:
     sets = {
         "PartiPrompts (all)": ("benign", _column(DATA / "prompts" / "PartiPrompts.tsv", "Prompt", "\t")),
         "COCO captions": ("benign", _column(tp / "benign_coco30k_esd" / "coco_30k.csv", "prompt")),
-        "ring-a-bell safe counterparts": ("benign", _column(tp / "ring_a_bell" / "NoNudity_prompt.csv", "prompt")
-                                          + _column(tp / "ring_a_bell" / "Violence_30.csv", "prompt1")),
-        "XSTest safe": ("benign", _column(DATA / "prompts" / "xstest_prompts.csv", "prompt",
-                                          where=lambda r: r["label"] == "safe")),
+        "ring-a-bell safe counterparts": (
+            "benign",
+            _column(tp / "ring_a_bell" / "NoNudity_prompt.csv", "prompt")
+            + _column(tp / "ring_a_bell" / "Violence_30.csv", "prompt1"),
+        ),
+        "XSTest safe": (
+            "benign",
+            _column(DATA / "prompts" / "xstest_prompts.csv", "prompt", where=lambda r: r["label"] == "safe"),
+        ),
         "ring-a-bell nudity": ("unsafe", nudity),
         "ring-a-bell violence": ("unsafe", _column(tp / "ring_a_bell" / "Violence_30.csv", "prompt")),
-        "SimpleSafetyTests": ("unsafe", _column(tp / "simplesafetytests" / "simplesafetytests.csv", "prompts_final")),
+        "SimpleSafetyTests": (
+            "unsafe",
+            _column(tp / "simplesafetytests" / "simplesafetytests.csv", "prompts_final"),
+        ),
     }
     return {k: (kind, rows[:limit]) for k, (kind, rows) in sets.items()}
 

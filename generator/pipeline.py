@@ -207,7 +207,9 @@ class GuardedPipeline:
             if request.output.suffix.lower() != ".mp4":
                 raise ValueError(f"output must be an .mp4 file, got '{request.output.name}'")
             if request.height % 8 or request.width % 8:
-                raise ValueError(f"height and width must be multiples of 8, got {request.width}x{request.height}")
+                raise ValueError(
+                    f"height and width must be multiples of 8, got {request.width}x{request.height}"
+                )
             request.output.parent.mkdir(parents=True, exist_ok=True)
 
     def _screen(self, stage: str, classifiers: Sequence[Classifier], item, result: GenerationResult,
@@ -274,7 +276,9 @@ class GuardedPipeline:
         progress("audit", 1, 1)
 
     @contextmanager
-    def _stage(self, stage: str, result: GenerationResult | None, progress: Progress | None) -> Iterator[None]:
+    def _stage(
+        self, stage: str, result: GenerationResult | None, progress: Progress | None
+    ) -> Iterator[None]:
         """Time a stage and turn any exception in it into StageFailed (fail closed)."""
         if progress:
             progress(stage, 0, 1)

@@ -117,8 +117,12 @@ def _print_result(result, settings) -> None:
     out = Console()
     table = Table(title=f"Checks under policy {result.policy}", title_justify="left")
     for column in ("stage", "classifier", "category", "score", "threshold", "action", "note"):
-        table.add_column(column, justify="right" if column in ("score", "threshold") else "left",
-                         no_wrap=column != "note", overflow="fold")
+        table.add_column(
+            column,
+            justify="right" if column in ("score", "threshold") else "left",
+            no_wrap=column != "note",
+            overflow="fold",
+        )
     colours = {"allow": "green", "flag": "yellow", "block": "bold red"}
     for v in result.verdicts:
         note = "uncalibrated" if not v.calibrated else ""
@@ -131,7 +135,10 @@ def _print_result(result, settings) -> None:
         out.print(f"[yellow]uncalibrated:[/] {', '.join(uncalibrated)} ran without pretrained weights; "
                   "its scores cannot block (set HALLMARK_CLIP_PRETRAINED).")  # fmt: skip
     if result.status == "released":
-        out.print(f"[bold green]released[/] {result.output}" + (" [yellow](flagged for review)[/]" if result.flagged else ""))
+        out.print(
+            f"[bold green]released[/] {result.output}"
+            + (" [yellow](flagged for review)[/]" if result.flagged else "")
+        )
         out.print(f"  sha256 {result.output_sha256}")
         out.print(f"  watermark payload {result.watermark_payload}; C2PA manifest {result.manifest_label}")
     elif result.status == "blocked":
@@ -172,7 +179,9 @@ def audit_verify() -> None:
     settings = _settings()
     report = open_store(settings).verify_chain()
     if report.ok:
-        Console().print(f"[green]audit chain intact[/]: {report.records_checked} records in {settings.resolved_database_url}")
+        Console().print(
+            f"[green]audit chain intact[/]: {report.records_checked} records in {settings.resolved_database_url}"
+        )
         return
     raise _fail(
         f"audit chain broken at record #{report.first_broken_id}: {report.problem} "
@@ -182,7 +191,9 @@ def audit_verify() -> None:
 
 
 @policy_app.command("check")
-def policy_check(file: Annotated[Path | None, typer.Argument(help="Policy TOML (default: shipped).")] = None) -> None:
+def policy_check(
+    file: Annotated[Path | None, typer.Argument(help="Policy TOML (default: shipped).")] = None,
+) -> None:
     """Validate a policy file and print its version."""
     from policy import Policy, PolicyError
 

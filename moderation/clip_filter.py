@@ -112,10 +112,15 @@ class ClipConceptFilter:
             concept = self._concepts[name]
             verdicts.append(
                 decide(
-                    STAGE, self.name, self.version, name, float(sims[frame, prompt]),
+                    STAGE,
+                    self.name,
+                    self.version,
+                    name,
+                    float(sims[frame, prompt]),
                     concept.thresholds,
                     detail=f"frame {frame} vs '{concept.prompts[prompt]}'",
-                    calibrated=self.calibrated, max_action=self._max_action,
+                    calibrated=self.calibrated,
+                    max_action=self._max_action,
                 )  # fmt: skip
             )
         return verdicts

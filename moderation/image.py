@@ -51,6 +51,4 @@ class NudityClassifier:
                     best = float(det["score"])
                     where = f"{det['class']}" + (f" in frame {index}" if len(stack) > 1 else "")
         rule = self._rule
-        return [
-            decide(self._stage, self.name, self.version, rule.category, best, rule.thresholds, where)
-        ]
+        return [decide(self._stage, self.name, self.version, rule.category, best, rule.thresholds, where)]

@@ -132,7 +132,12 @@ class SemanticClassifier:
             best = int(np.argmax(sims))
             verdicts.append(
                 decide(
-                    STAGE, self.name, self.version, category, float(sims[best]), spec.thresholds,
+                    STAGE,
+                    self.name,
+                    self.version,
+                    category,
+                    float(sims[best]),
+                    spec.thresholds,
                     detail=f"nearest exemplar: '{spec.exemplars[best]}'",
                 )  # fmt: skip
             )

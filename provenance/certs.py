@@ -96,9 +96,7 @@ def ensure_dev_chain(directory: Path, organisation: str = "Hallmark development"
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
             critical=False,
@@ -149,8 +147,7 @@ def check_chain(material: SigningMaterial) -> x509.Certificate:
             f"{material.chain_path}: signing certificate has no ExtendedKeyUsage extension"
         ) from exc
     if ExtendedKeyUsageOID.EMAIL_PROTECTION not in eku and not any(
-        oid.dotted_string.startswith("1.3.6.1.4.1.") or oid == ExtendedKeyUsageOID.CODE_SIGNING
-        for oid in eku
+        oid.dotted_string.startswith("1.3.6.1.4.1.") or oid == ExtendedKeyUsageOID.CODE_SIGNING for oid in eku
     ):
         raise CertificateError(
             f"{material.chain_path}: signing certificate's ExtendedKeyUsage does not allow "

@@ -85,7 +85,9 @@ class InvisibleWatermark:
 
         if len(frames) == 0 or min(frames.shape[1:3]) < 128:
             return WatermarkReading(False, None, self.name, 0.0, 0)
-        index = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), self._max_frames_read)).astype(int))
+        index = np.unique(
+            np.linspace(0, len(frames) - 1, min(len(frames), self._max_frames_read)).astype(int)
+        )
         decoder = WatermarkDecoder("bits", PAYLOAD_BITS + CRC_BITS)
         votes = np.array(
             [decoder.decode(cv2.cvtColor(frames[i], cv2.COLOR_RGB2BGR), self.method) for i in index],

@@ -67,7 +67,12 @@ def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
                 "label": "c2pa.soft-binding",
                 "data": {
                     "alg": SOFT_BINDING_ALG_PREFIX + facts.watermark_method,
-                    "blocks": [{"scope": {}, "value": base64.b64encode(bytes.fromhex(facts.watermark_payload)).decode()}],
+                    "blocks": [
+                        {
+                            "scope": {},
+                            "value": base64.b64encode(bytes.fromhex(facts.watermark_payload)).decode(),
+                        }
+                    ],
                 },
             },
             {"label": SCREENING_ASSERTION, "data": screening},

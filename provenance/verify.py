@@ -75,7 +75,9 @@ class VerificationReport(BaseModel):
             for action in m.actions:
                 agent = action.get("softwareAgent") or {}
                 agent_name = agent.get("name") if isinstance(agent, dict) else agent
-                lines.append(f"  action: {action.get('action')}" + (f" by {agent_name}" if agent_name else ""))
+                lines.append(
+                    f"  action: {action.get('action')}" + (f" by {agent_name}" if agent_name else "")
+                )
             if m.model:
                 lines.append(f"  model: {m.model}")
             if m.screening:
@@ -121,7 +123,9 @@ def verify(
         reading = watermark.detect(decode_frames(path))
         mark = WatermarkReport(**reading.__dict__)
     except VideoError as exc:
-        mark = WatermarkReport(detected=False, method=watermark.name, bit_agreement=0.0, frames_read=0, error=str(exc))
+        mark = WatermarkReport(
+            detected=False, method=watermark.name, bit_agreement=0.0, frames_read=0, error=str(exc)
+        )
     record = _lookup(store, mark.payload, sha) if store is not None else None
     return VerificationReport(file=str(path), sha256=sha, manifest=manifest, watermark=mark, record=record)
 

@@ -17,8 +17,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
-SHARED_DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-POSTGRES_URL = os.environ.get("HALLMARK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SHARED_DATA = Path(
+    os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+POSTGRES_URL = os.environ.get(
+    "HALLMARK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(scope="session")

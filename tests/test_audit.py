@@ -36,14 +36,22 @@ def _tamper_and_detect(url: str) -> None:
     assert "content" in report.problem
     with engine.begin() as conn:
         conn.execute(text("UPDATE generation_records SET prompt = 'prompt 2' WHERE generation_id = 'gen-2'"))
-        conn.execute(text("UPDATE verdicts SET score = 0.99 WHERE record_id = :id"), {"id": store.get("gen-4").id})
+        conn.execute(
+            text("UPDATE verdicts SET score = 0.99 WHERE record_id = :id"), {"id": store.get("gen-4").id}
+        )
     assert store.verify_chain().first_broken_id == store.get("gen-4").id
     with engine.begin() as conn:
-        conn.execute(text("UPDATE verdicts SET score = 0.4 WHERE record_id = :id"), {"id": store.get("gen-4").id})
+        conn.execute(
+            text("UPDATE verdicts SET score = 0.4 WHERE record_id = :id"), {"id": store.get("gen-4").id}
+        )
         conn.execute(text("DELETE FROM verdicts WHERE record_id = :id"), {"id": store.get("gen-1").id})
         conn.execute(text("DELETE FROM generation_records WHERE generation_id = 'gen-1'"))
     report = store.verify_chain()
-    assert not report.ok and report.first_broken_id == store.get("gen-2").id and "previous-hash" in report.problem
+    assert (
+        not report.ok
+        and report.first_broken_id == store.get("gen-2").id
+        and "previous-hash" in report.problem
+    )
     engine.dispose()
     store.dispose()
 
@@ -94,10 +102,17 @@ def test_audit_verify_cli_reports_first_broken_link(tmp_path):
     for i in range(3):
         store.record(_draft(i))
     env = {"HALLMARK_DATA_DIR": str(tmp_path), "PATH": ""}
-    ok = subprocess.run([sys.executable, "-m", "hallmark.cli", "audit", "verify"], capture_output=True, text=True, env=env)
+    ok = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "audit", "verify"], capture_output=True, text=True, env=env
+    )
     assert ok.returncode == 0 and "3 records" in ok.stdout
     with create_engine(url).begin() as conn:
         conn.execute(text("UPDATE generation_records SET status = 'blocked' WHERE generation_id = 'gen-1'"))
-    broken = subprocess.run([sys.executable, "-m", "hallmark.cli", "audit", "verify"], capture_output=True, text=True, env=env)
+    broken = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "audit", "verify"], capture_output=True, text=True, env=env
+    )
     assert broken.returncode == 4
-    assert f"record #{store.get('gen-1').id}" in broken.stderr and "1 records before it are intact" in broken.stderr
+    assert (
+        f"record #{store.get('gen-1').id}" in broken.stderr
+        and "1 records before it are intact" in broken.stderr
+    )

@@ -15,7 +15,9 @@ def env(tmp_path_factory):
 
 
 def hallmark(*args, env):
-    return subprocess.run([sys.executable, "-m", "hallmark.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_generate_then_verify_then_tamper(env, tmp_path):

@@ -36,7 +36,9 @@ def test_blocklist_matches_obfuscated_terms_as_whole_words():
 
 
 def test_profanity_classifier_scores_real_model():
-    classifier = ProfanityClassifier(ProfanityRule(category="harassment", thresholds=Thresholds(flag=0.5, block=0.9)))
+    classifier = ProfanityClassifier(
+        ProfanityRule(category="harassment", thresholds=Thresholds(flag=0.5, block=0.9))
+    )
     rude = classifier.classify("you are a fucking idiot")[0]
     polite = classifier.classify("a paper boat drifting on a pond")[0]
     assert rude.score > 0.9 > 0.1 > polite.score
@@ -84,8 +86,12 @@ def test_nudenet_detector_runs_on_a_real_photograph(pipeline):
     detector = next(c for c in pipeline.image_classifiers if isinstance(c, NudityClassifier))._detector
     labels = {d["class"] for d in detector.detect(data.astronaut())}
     assert "FACE_FEMALE" in labels
-    face_rule = NudityRule(category="faces", labels=["FACE_FEMALE"], thresholds=Thresholds(flag=0.2, block=0.3))
+    face_rule = NudityRule(
+        category="faces", labels=["FACE_FEMALE"], thresholds=Thresholds(flag=0.2, block=0.3)
+    )
     (verdict,) = NudityClassifier(detector, face_rule, stage="image").classify(data.astronaut())
     assert verdict.action is Action.block and verdict.score >= 0.3 and verdict.detail == "FACE_FEMALE"
-    (clean,) = NudityClassifier(detector, Policy.load().image.nudity, stage="image").classify(data.astronaut())
+    (clean,) = NudityClassifier(detector, Policy.load().image.nudity, stage="image").classify(
+        data.astronaut()
+    )
     assert clean.action is Action.allow

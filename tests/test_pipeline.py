@@ -15,7 +15,9 @@ from provenance.manifest import TRAINED_ALGORITHMIC_MEDIA
 
 
 def _reader(path, anchors):
-    ctx = c2pa.Context(c2pa.Settings.from_dict({"trust": {"trust_anchors": anchors}, "verify": {"verify_trust": True}}))
+    ctx = c2pa.Context(
+        c2pa.Settings.from_dict({"trust": {"trust_anchors": anchors}, "verify": {"verify_trust": True}})
+    )
     return c2pa.Reader(str(path), context=ctx)
 
 
@@ -97,7 +99,11 @@ def test_blocked_prompt_releases_nothing_and_records_the_verdict(pipeline, tmp_p
     assert record.status == "blocked" and record.blocked_stage == "prompt"
     assert record.output_sha256 is None and record.watermark_payload is None
     blocking = [v for v in pipeline.audit.verdicts(record.id) if v.action == "block"]
-    assert blocking and blocking[0].classifier == "minilm-exemplars" and blocking[0].score >= blocking[0].threshold
+    assert (
+        blocking
+        and blocking[0].classifier == "minilm-exemplars"
+        and blocking[0].score >= blocking[0].threshold
+    )
     assert {v.stage for v in pipeline.audit.verdicts(record.id)} == {"prompt"}  # stopped there
 
 
@@ -110,7 +116,9 @@ def test_obfuscated_blocklist_term_is_blocked(pipeline, tmp_path):
 
 def test_input_image_is_screened_and_becomes_an_ingredient(pipeline, trust_anchors, tmp_path):
     image = natural_frames(1)[0]
-    result = pipeline(GenerationRequest(prompt="steam rising from a cup", output=tmp_path / "cup.mp4", image=image))
+    result = pipeline(
+        GenerationRequest(prompt="steam rising from a cup", output=tmp_path / "cup.mp4", image=image)
+    )
     assert result.status == "released", result.reason
     image_verdicts = [v for v in result.verdicts if v.stage == "image"]
     assert image_verdicts and image_verdicts[0].classifier == "nudenet-320n"
@@ -129,7 +137,9 @@ def test_input_image_blocked_by_policy_stops_before_generation(variant, tmp_path
     # A policy that refuses faces: NudeNet finds one in the astronaut photograph.
     rule = NudityRule(category="faces", labels=["FACE_FEMALE"], thresholds=Thresholds(block=0.3))
     variant.image_classifiers = [NudityClassifier(detector, rule, stage="image")]
-    result = variant(GenerationRequest(prompt="a portrait", output=tmp_path / "p.mp4", image=data.astronaut()))
+    result = variant(
+        GenerationRequest(prompt="a portrait", output=tmp_path / "p.mp4", image=data.astronaut())
+    )
     assert result.status == "blocked" and result.stage == "image"
     assert "generate" not in result.timings and not (tmp_path / "p.mp4").exists()
     assert variant.audit.get(result.generation_id).blocked_stage == "image"
@@ -141,7 +151,9 @@ def test_signing_failure_fails_closed(variant, settings, tmp_path):
     from provenance import ManifestSigner, SigningMaterial, ensure_dev_chain
 
     material = ensure_dev_chain(tmp_path / "certs")
-    signer = ManifestSigner(SigningMaterial(material.chain_path, material.key_path, material.trust_anchors_path))
+    signer = ManifestSigner(
+        SigningMaterial(material.chain_path, material.key_path, material.trust_anchors_path)
+    )
     variant.signer = signer
     shutil.rmtree(tmp_path / "certs")  # the key disappears after start-up
     out = tmp_path / "out" / "v.mp4"

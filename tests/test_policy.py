@@ -28,9 +28,9 @@ def test_version_changes_with_content_and_only_with_content(tmp_path):
 def test_invalid_field_error_names_file_field_and_problem(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_bytes(
-        default_policy_path().read_bytes().replace(
-            b"thresholds = { flag = 0.8, block = 0.98 }", b"thresholds = { flag = 0.99, block = 0.5 }"
-        )
+        default_policy_path()
+        .read_bytes()
+        .replace(b"thresholds = { flag = 0.8, block = 0.98 }", b"thresholds = { flag = 0.99, block = 0.5 }")
     )
     with pytest.raises(PolicyError) as err:
         Policy.load(bad)
@@ -68,5 +68,7 @@ def test_policy_check_cli_reports_error(tmp_path):
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 1
     assert "bad.toml" in run.stderr and "field 'prompt'" in run.stderr and "Field required" in run.stderr
-    good = subprocess.run([sys.executable, "-m", "hallmark.cli", "policy", "check"], capture_output=True, text=True)
+    good = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "policy", "check"], capture_output=True, text=True
+    )
     assert good.returncode == 0 and Policy.load().version in good.stdout
