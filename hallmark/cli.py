@@ -171,6 +171,19 @@ def verify(
             out.print(line, markup=False, highlight=False)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Run the HTTP API (verification at POST /v1/verify; OpenAPI at /docs)."""
+    import uvicorn
+
+    from hallmark.app import create_app
+
+    uvicorn.run(create_app(_settings()), host=host, port=port)
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the hash chain of the audit log and report the first broken link."""

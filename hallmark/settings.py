@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     trust_anchors: Path | None = None  # PEM bundle; default: the development root
     tsa_url: str | None = None
 
+    max_upload_mb: int = Field(default=512, gt=0)  # POST /v1/verify
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

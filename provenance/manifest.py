@@ -152,6 +152,9 @@ def read_manifest(path: Path, trust_anchors_pem: str | None) -> ManifestReading:
             active = reader.get_active_manifest()
     except c2pa.C2paError.ManifestNotFound:
         return ManifestReading(False, None, [], None)
+    except (c2pa.C2paError.Other, c2pa.C2paError.NotSupported, c2pa.C2paError.Io) as exc:
+        # The file itself could not be parsed (not an MP4, truncated...): no manifest can be read.
+        return ManifestReading(False, None, [], None, error=str(exc))
     except c2pa.C2paError as exc:
         # A manifest that cannot even be parsed is present but invalid.
         return ManifestReading(True, "Invalid", [type(exc).__name__], None, error=str(exc))
