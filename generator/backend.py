@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.tiny import TINY_MODEL_ID, TINY_MODEL_VERSION, build_tiny_pipeline
+from generator.tiny import TINY_MODEL_ID, TINY_MODEL_VERSION, build_tiny_pipeline, quiet_diffusers
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class DiffusersBackend:
 
         pipe = build_tiny_pipeline()
         # Image-to-video with the same weights: the image, repeated, is the starting video.
-        image_pipe = VideoToVideoSDPipeline(**pipe.components)
+        with quiet_diffusers():
+            image_pipe = VideoToVideoSDPipeline(**pipe.components)
         return cls(pipe, TINY_MODEL_ID, TINY_MODEL_VERSION, image_pipe=image_pipe, device=device)
 
     @classmethod

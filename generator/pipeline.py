@@ -41,7 +41,7 @@ from provenance.manifest import png_bytes
 __version__ = "0.1.0"
 
 STAGES = (
-    "prompt", "image", "generate", "frames", "visible_watermark", "invisible_watermark",
+    "request", "prompt", "image", "generate", "frames", "visible_watermark", "invisible_watermark",
     "encode", "sign", "release_check", "audit",
 )  # fmt: skip
 
@@ -196,7 +196,7 @@ class GuardedPipeline:
     # -- stages -----------------------------------------------------------------------------
 
     def _check_request(self, request: GenerationRequest) -> None:
-        with self._stage("prompt", None, None):
+        with self._stage("request", None, None):
             if not request.prompt.strip():
                 raise ValueError("the prompt is empty")
             if len(request.prompt) > self.policy.prompt.max_length:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -71,6 +73,21 @@ def build_tiny_pipeline():
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         clip_sample=False, set_alpha_to_one=False,
     )  # fmt: skip
-    return TextToVideoSDPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
-    )
+    # diffusers logs a deprecation notice for this pipeline class; the architecture is what we
+    # want here (small, CLIP-conditioned), so keep that notice out of users' terminals.
+    with quiet_diffusers():
+        return TextToVideoSDPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+        )
+
+
+@contextmanager
+def quiet_diffusers() -> Iterator[None]:
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)

@@ -1,6 +1,5 @@
 """HTTP router for third parties: POST /v1/verify (no authentication: verification is public)."""
 
-
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,7 @@ def build_router(get_verifier: Callable[[], Verifier]) -> APIRouter:
                     size += len(chunk)
                     if size > verifier.max_upload_bytes:
                         raise HTTPException(
-                            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            status.HTTP_413_CONTENT_TOO_LARGE,
                             f"field 'file': larger than the limit of {verifier.max_upload_bytes} bytes",
                         )
                     out.write(chunk)

@@ -61,7 +61,9 @@ class VerificationReport(BaseModel):
         m, w = self.manifest, self.watermark
         lines = []
         if not m.present:
-            lines.append("C2PA manifest: not found (never signed, or stripped)" + (f"; {m.error}" if m.error else ""))
+            lines.append(
+                "C2PA manifest: not found (never signed, or stripped)" + (f"; {m.error}" if m.error else "")
+            )
         else:
             lines.append(
                 f"C2PA manifest: found; signature {'valid' if m.valid else 'INVALID'}; "
