@@ -44,6 +44,7 @@ def generate(
     seed: int = 0,
     fps: Annotated[int, typer.Option(min=1, max=120)] = 8,
     policy: Annotated[Path | None, typer.Option(help="Policy TOML file (default: the shipped one).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Generate a screened, watermarked, C2PA-signed MP4 and write its audit record."""
@@ -51,6 +52,8 @@ def generate(
     from hallmark.compose import build_pipeline
     from policy import PolicyError
 
+    if output.exists() and not overwrite:
+        raise _fail(f"{output} exists; pass --overwrite to replace it")
     settings = _settings(policy=policy)
     input_image = _load_image(image) if image else None
     try:

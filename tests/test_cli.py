@@ -75,5 +75,9 @@ def test_unreadable_image_and_missing_file_are_clear_errors(env, tmp_path):
     bad.write_text("not an image")
     run = hallmark("generate", "a boat", "-o", str(tmp_path / "b.mp4"), "--image", str(bad), env=env)
     assert run.returncode == 1 and "not a readable image" in run.stderr
+    existing = tmp_path / "exists.mp4"
+    existing.write_bytes(b"keep me")
+    run = hallmark("generate", "a boat", "-o", str(existing), env=env)
+    assert run.returncode == 1 and "--overwrite" in run.stderr and existing.read_bytes() == b"keep me"
     missing = hallmark("verify", str(tmp_path / "nope.mp4"), env=env)
     assert missing.returncode == 1 and "no such file" in missing.stderr
