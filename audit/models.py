@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import Column, DateTime
 from sqlmodel import Field, SQLModel
 
 
@@ -14,7 +15,8 @@ class GenerationRecord(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     generation_id: str = Field(index=True, unique=True)
-    created_at: dt.datetime
+    # Timezone-aware on every backend: the hash covers this value, so it must round-trip exactly.
+    created_at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     tenant: str = "default"
     user: str = "local"
     prompt: str
@@ -29,7 +31,7 @@ class GenerationRecord(SQLModel, table=True):
     reason: str | None = None  # what blocked it, or the error
     output_sha256: str | None = Field(default=None, index=True)
     output_path: str | None = None
-    watermark_payload: str | None = Field(default=None, index=True)
+    watermark_payload: str | None = Field(default=None, index=True, unique=True)
     watermark_method: str | None = None
     manifest_label: str | None = Field(default=None, index=True)
     prev_hash: str

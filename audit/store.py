@@ -1,7 +1,9 @@
 """The append-only, hash-chained audit store (SQLite by default, PostgreSQL by URL).
 
 Each record's hash covers its content (including its verdicts) and the previous record's hash,
-so changing, removing or reordering any row breaks the chain from that row on.
+so changing, removing or reordering any row breaks the chain from that row on. Two things the
+chain alone cannot show: removal of the newest records (truncation), and a rewrite of the whole
+chain by someone with write access; signed checkpoints of the chain head are the remedy for both.
 """
 
 from __future__ import annotations
@@ -31,10 +33,6 @@ _VERDICT_FIELDS = (
     "stage", "classifier", "classifier_version", "category", "score", "threshold", "action",
     "calibrated", "detail",
 )  # fmt: skip
-
-
-class AuditError(RuntimeError):
-    """The audit store could not be opened or written."""
 
 
 @dataclass
@@ -94,6 +92,8 @@ class AuditStore:
     """Writes and reads generation records. `url` is any SQLAlchemy URL (sqlite:///..., postgresql://...)."""
 
     def __init__(self, url: str) -> None:
+        if url.startswith("sqlite://") and url.removeprefix("sqlite://") in ("", "/", "/:memory:"):
+            raise ValueError("an in-memory SQLite audit log would be lost on exit; give a file path")
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
@@ -143,20 +143,17 @@ class AuditStore:
                 select(GenerationRecord).where(GenerationRecord.generation_id == generation_id)
             ).first()
 
-    def find(
-        self, *, watermark_payload: str | None = None, output_sha256: str | None = None
-    ) -> GenerationRecord | None:
-        """The record whose watermark payload or output hash matches, if any."""
+    def find_by_sha256(self, output_sha256: str) -> GenerationRecord | None:
+        """The released record whose output file has this sha256, if any."""
         with Session(self._engine) as session:
-            for column, value in (
-                (GenerationRecord.watermark_payload, watermark_payload),
-                (GenerationRecord.output_sha256, output_sha256),
-            ):
-                if value:
-                    found = session.exec(select(GenerationRecord).where(column == value)).first()
-                    if found:
-                        return found
-        return None
+            query = select(GenerationRecord).where(GenerationRecord.output_sha256 == output_sha256)
+            return session.exec(query.order_by(GenerationRecord.id)).first()
+
+    def find_by_payload(self, watermark_payload: str) -> GenerationRecord | None:
+        """The record whose invisible watermark carries this payload (payloads are unique)."""
+        with Session(self._engine) as session:
+            query = select(GenerationRecord).where(GenerationRecord.watermark_payload == watermark_payload)
+            return session.exec(query).first()
 
     def verdicts(self, record_id: int) -> list[VerdictRow]:
         with Session(self._engine) as session:

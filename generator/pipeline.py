@@ -12,6 +12,7 @@ is written.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 import uuid
@@ -68,6 +69,7 @@ class GenerationRequest:
     fps: int = 8
     tenant: str = "default"
     user: str = "local"
+    overwrite: bool = False  # replace `output` if it exists
 
 
 @dataclass
@@ -123,6 +125,8 @@ class GuardedPipeline:
         audit: AuditStore,
         crf: int = 18,
     ) -> None:
+        if not prompt_classifiers or not frame_classifiers:
+            raise ValueError("the pipeline needs at least one prompt classifier and one frame classifier")
         self.policy = policy
         self.prompt_classifiers = prompt_classifiers
         self.image_classifiers = image_classifiers
@@ -145,8 +149,9 @@ class GuardedPipeline:
         )
         payload = secrets.token_bytes(6)  # the generation key the watermark carries
         staging = request.output.with_name(f".{request.output.name}.{result.generation_id}.partial")
+        reserved = moved_into_place = False
         try:
-            self._check_request(request)
+            reserved = self._check_request(request)
             self._screen("prompt", self.prompt_classifiers, request.prompt, result, progress)
             if request.image is not None:
                 self._screen("image", self.image_classifiers, request.image, result, progress)
@@ -181,6 +186,7 @@ class GuardedPipeline:
             result.output = request.output
             self._record(request, result, progress)
             staging.replace(request.output)
+            moved_into_place = True
         except BlockedAt as blocked:
             result.status, result.stage, result.reason = "blocked", blocked.stage, str(blocked)
             self._record(request, result, progress)
@@ -191,11 +197,14 @@ class GuardedPipeline:
         finally:
             for leftover in (staging, staging.with_suffix(".unsigned.mp4")):
                 leftover.unlink(missing_ok=True)
+            if reserved and not moved_into_place:  # drop the placeholder this request created
+                request.output.unlink(missing_ok=True)
         return result
 
     # -- stages -----------------------------------------------------------------------------
 
-    def _check_request(self, request: GenerationRequest) -> None:
+    def _check_request(self, request: GenerationRequest) -> bool:
+        """Validate the request and reserve the output path; True when this call created it."""
         with self._stage("request", None, None):
             if not request.prompt.strip():
                 raise ValueError("the prompt is empty")
@@ -210,7 +219,17 @@ class GuardedPipeline:
                 raise ValueError(
                     f"height and width must be multiples of 8, got {request.width}x{request.height}"
                 )
+            if request.image is not None and not self.image_classifiers:
+                raise ValueError("this deployment's policy screens no input images, so it takes none")
             request.output.parent.mkdir(parents=True, exist_ok=True)
+            if request.overwrite:
+                return False
+            try:
+                # An empty placeholder: a concurrent request for the same path fails here, not later.
+                os.close(os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                raise ValueError(f"{request.output} exists; set overwrite to replace it") from None
+            return True
 
     def _screen(self, stage: str, classifiers: Sequence[Classifier], item, result: GenerationResult,
                 progress: Progress) -> None:  # fmt: skip
@@ -233,6 +252,7 @@ class GuardedPipeline:
             watermark_method=self.invisible_watermark.name,
             watermark_payload=result.watermark_payload or "",
             claim_generator_version=__version__,
+            training_mining=self.policy.provenance.training_mining,
             ingredient_png=png_bytes(request.image) if request.image is not None else None,
         )
 

@@ -63,7 +63,7 @@ def generate(
         raise _fail(str(exc)) from exc
     request = GenerationRequest(
         prompt=prompt, output=output, image=input_image, num_frames=frames, height=height,
-        width=width, steps=steps, seed=seed, fps=fps,
+        width=width, steps=steps, seed=seed, fps=fps, overwrite=overwrite,
     )  # fmt: skip
     with Progress(
         TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -74,7 +74,10 @@ def generate(
         def on_progress(stage: str, done: int, total: int) -> None:
             bar.update(task, description=stage, completed=done, total=total)
 
-        result = pipeline(request, progress=on_progress)
+        try:
+            result = pipeline(request, progress=on_progress)
+        except Exception as exc:  # the audit write itself failed: nothing was released
+            raise _fail(f"{type(exc).__name__}: {exc}. Nothing was released.", code=EXIT_ERROR) from exc
 
     if as_json:
         print(json.dumps(_result_json(result, settings), indent=2))
@@ -83,7 +86,7 @@ def generate(
     if result.status == "blocked":
         raise typer.Exit(EXIT_BLOCKED)
     if result.status == "error":
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(1 if result.stage == "request" else EXIT_ERROR)
 
 
 def _load_image(path: Path):

@@ -31,8 +31,12 @@ def signing_material(settings: Settings) -> SigningMaterial:
     if settings.signing_chain or settings.signing_key:
         if not (settings.signing_chain and settings.signing_key):
             raise ValueError("set both HALLMARK_SIGNING_CHAIN and HALLMARK_SIGNING_KEY, or neither")
-        anchors = settings.trust_anchors or settings.signing_chain
-        return SigningMaterial(settings.signing_chain, settings.signing_key, anchors)
+        if not settings.trust_anchors:
+            # Trusting the configured chain itself would make every file it signs "trusted".
+            raise ValueError(
+                "a configured signing chain needs HALLMARK_TRUST_ANCHORS (the root(s) it chains to)"
+            )
+        return SigningMaterial(settings.signing_chain, settings.signing_key, settings.trust_anchors)
     material = ensure_dev_chain(settings.certs_dir)
     if settings.trust_anchors:
         return SigningMaterial(material.chain_path, material.key_path, settings.trust_anchors)
@@ -58,11 +62,13 @@ def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedP
     configure_torch(settings)
     policy = policy or Policy.load(settings.policy)
     nudity = NudityDetector()
-    prompt_classifiers = [
-        BlocklistClassifier(policy.prompt.blocklist),
-        ProfanityClassifier(policy.prompt.profanity),
-        SemanticClassifier(MiniLMEncoder(device=settings.device), policy.prompt.semantic),
-    ]
+    prompt_classifiers = [BlocklistClassifier(policy.prompt.blocklist)]
+    if policy.prompt.profanity.enabled:
+        prompt_classifiers.append(ProfanityClassifier(policy.prompt.profanity))
+    if policy.prompt.semantic:
+        prompt_classifiers.append(
+            SemanticClassifier(MiniLMEncoder(device=settings.device), policy.prompt.semantic)
+        )
     frame_classifiers = [
         ClipConceptFilter(
             policy.frames.clip_concepts,
@@ -70,13 +76,17 @@ def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedP
             pretrained=settings.clip_pretrained or None,
             uncalibrated_max_action=policy.frames.uncalibrated_max_action,
             device=settings.device,
-        ),
-        NudityClassifier(nudity, policy.frames.nudity, stage="frames"),
+        )
     ]
+    if policy.frames.nudity.enabled:
+        frame_classifiers.append(NudityClassifier(nudity, policy.frames.nudity, stage="frames"))
+    image_classifiers = []
+    if policy.image.nudity.enabled:
+        image_classifiers.append(NudityClassifier(nudity, policy.image.nudity, stage="image"))
     return GuardedPipeline(
         policy=policy,
         prompt_classifiers=prompt_classifiers,
-        image_classifiers=[NudityClassifier(nudity, policy.image.nudity, stage="image")],
+        image_classifiers=image_classifiers,
         backend=DiffusersBackend.from_pretrained(
             settings.model, device=settings.device, dtype=settings.dtype, revision=settings.model_revision
         ),

@@ -69,7 +69,3 @@ class Settings(BaseSettings):
     @property
     def certs_dir(self) -> Path:
         return self.data_dir / "certs"
-
-    @property
-    def outputs_dir(self) -> Path:
-        return self.data_dir / "outputs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -42,6 +43,9 @@ def decide(
     max_action: Action = Action.block,
 ) -> Verdict:
     """Apply a policy's thresholds to a score; `max_action` caps what an uncalibrated model may do."""
+    if not math.isfinite(score):
+        # A classifier that produced no usable score must not let the request through.
+        raise ValueError(f"{classifier} gave a non-finite score ({score}) for {category}")
     score = float(min(max(score, 0.0), 1.0))
     action, threshold = thresholds.decide(score)
     if action.rank > max_action.rank:

@@ -27,7 +27,7 @@ def build_router(get_verifier: Callable[[], Verifier]) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["verify"])
 
     @router.post("/verify", response_model=VerificationReport, summary="Verify a video's provenance")
-    async def verify_upload(
+    def verify_upload(  # a plain def: FastAPI runs it in a worker thread, off the event loop
         file: UploadFile, verifier: Annotated[Verifier, Depends(get_verifier)]
     ) -> VerificationReport:
         """Upload a video (multipart field `file`): C2PA manifest, invisible watermark, audit record."""
@@ -35,7 +35,7 @@ def build_router(get_verifier: Callable[[], Verifier]) -> APIRouter:
             path = Path(tmp) / "upload.mp4"
             size = 0
             with path.open("wb") as out:  # streamed to disk in chunks: memory stays bounded
-                while chunk := await file.read(1 << 20):
+                while chunk := file.file.read(1 << 20):
                     size += len(chunk)
                     if size > verifier.max_upload_bytes:
                         raise HTTPException(

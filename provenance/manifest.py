@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ class ManifestFacts:
     watermark_method: str
     watermark_payload: str  # hex
     claim_generator_version: str
+    training_mining: str = "notAllowed"  # allowed, notAllowed or constrained, from the policy
     ingredient_png: bytes | None = None
     extra_assertions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -76,6 +76,20 @@ def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
                 },
             },
             {"label": SCREENING_ASSERTION, "data": screening},
+            {
+                "label": "cawg.training-mining",
+                "data": {
+                    "entries": {
+                        use: {"use": facts.training_mining}
+                        for use in (
+                            "cawg.ai_generative_training",
+                            "cawg.ai_training",
+                            "cawg.ai_inference",
+                            "cawg.data_mining",
+                        )
+                    }
+                },
+            },  # fmt: skip
             *facts.extra_assertions,
         ],
     }
@@ -115,11 +129,16 @@ class ManifestSigner:
                     )
                 with source.open("rb") as src, dest.open("w+b") as dst:
                     builder.sign(signer, "video/mp4", src, dst)
-            with c2pa.Reader(str(dest)) as reader:
-                label = json.loads(reader.json())["active_manifest"]
         except c2pa.C2paError as exc:
             raise SigningError(f"C2PA signing of {source.name} failed: {exc}") from exc
-        return label
+        # Read the result back as a verifier would: it must validate and chain to our anchors.
+        reading = read_manifest(dest, self._material.trust_anchors_pem().decode())
+        if reading.validation_state != "Trusted" or reading.active is None:
+            raise SigningError(
+                f"the signed file does not verify as Trusted against the configured trust anchors "
+                f"(state {reading.validation_state}, failures {reading.failures or reading.error})"
+            )
+        return reading.active["label"]
 
 
 def png_bytes(image: np.ndarray) -> bytes:

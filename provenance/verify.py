@@ -114,15 +114,19 @@ def verify(
     trust_anchors_pem: str | None,
     watermark: InvisibleWatermark,
     store: AuditStore | None = None,
+    max_frames: int = 240,
 ) -> VerificationReport:
-    """Check the C2PA manifest, detect the invisible watermark and look the file up in the store."""
+    """Check the C2PA manifest, detect the invisible watermark and look the file up in the store.
+
+    At most `max_frames` frames are decoded, so memory stays bounded whatever the file claims.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     sha = sha256_file(path)
     manifest = _manifest_report(path, trust_anchors_pem)
     try:
-        reading = watermark.detect(decode_frames(path))
+        reading = watermark.detect(decode_frames(path, max_frames=max_frames))
         mark = WatermarkReport(**reading.__dict__)
     except VideoError as exc:
         mark = WatermarkReport(
@@ -166,10 +170,10 @@ def _manifest_report(path: Path, trust_anchors_pem: str | None) -> ManifestRepor
 
 
 def _lookup(store: AuditStore, payload: str | None, sha: str) -> RecordReport | None:
-    record = store.find(output_sha256=sha)
+    record = store.find_by_sha256(sha)
     matched_by = "file sha256"
     if record is None and payload:
-        record = store.find(watermark_payload=payload)
+        record = store.find_by_payload(payload)
         matched_by = "watermark payload"
     if record is None:
         return None

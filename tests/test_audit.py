@@ -25,8 +25,9 @@ def _tamper_and_detect(url: str) -> None:
     for i in range(5):
         store.record(_draft(i))
     assert store.verify_chain().ok and store.verify_chain().records_checked == 5
-    assert store.find(watermark_payload=f"{3:012x}").generation_id == "gen-3"
-    assert store.find(output_sha256=f"{2:064x}").generation_id == "gen-2"
+    assert store.find_by_payload(f"{3:012x}").generation_id == "gen-3"
+    assert store.find_by_sha256(f"{2:064x}").generation_id == "gen-2"
+    assert store.find_by_payload("f" * 12) is None
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("UPDATE generation_records SET prompt = 'innocent' WHERE generation_id = 'gen-2'"))
@@ -94,6 +95,33 @@ def test_postgres_chain_detects_modified_and_deleted_rows(postgres_url):
 @pytest.mark.postgres
 def test_postgres_concurrent_writers_keep_the_chain_intact(postgres_url):
     _concurrent_writers_keep_the_chain(postgres_url)
+
+
+@pytest.mark.postgres
+def test_postgres_chain_holds_in_a_non_utc_session(postgres_url):
+    url = postgres_url + "?options=-c%20TimeZone%3DAmerica/New_York"
+    store = AuditStore(url)
+    for i in range(3):
+        store.record(_draft(i))
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("SHOW TimeZone")).scalar() == "America/New_York"
+    assert store.verify_chain().ok and store.verify_chain().records_checked == 3
+    store.dispose()
+
+
+def test_in_memory_sqlite_is_refused():
+    with pytest.raises(ValueError, match="in-memory"):
+        AuditStore("sqlite://")
+
+
+def test_watermark_payloads_are_unique(tmp_path):
+    store = AuditStore(f"sqlite:///{tmp_path / 'a.db'}")
+    store.record(_draft(1))
+    clash = _draft(2)
+    clash.watermark_payload = _draft(1).watermark_payload
+    with pytest.raises(Exception, match="UNIQUE"):
+        store.record(clash)
+    assert store.verify_chain().records_checked == 1
 
 
 def test_audit_verify_cli_reports_first_broken_link(tmp_path):

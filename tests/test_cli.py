@@ -75,6 +75,8 @@ def test_unreadable_image_and_missing_file_are_clear_errors(env, tmp_path):
     bad.write_text("not an image")
     run = hallmark("generate", "a boat", "-o", str(tmp_path / "b.mp4"), "--image", str(bad), env=env)
     assert run.returncode == 1 and "not a readable image" in run.stderr
+    empty = hallmark("generate", "   ", "-o", str(tmp_path / "e.mp4"), "--json", env=env)
+    assert empty.returncode == 1 and json.loads(empty.stdout)["stage"] == "request"
     existing = tmp_path / "exists.mp4"
     existing.write_bytes(b"keep me")
     run = hallmark("generate", "a boat", "-o", str(existing), env=env)

@@ -1,9 +1,8 @@
 """The guarded pipeline end to end on the embedded default: real models, H.264, C2PA, SQLite."""
 
-import json
-
 import c2pa
 import numpy as np
+import pytest
 from conftest import natural_frames
 
 from generator import GenerationRequest
@@ -35,6 +34,8 @@ def test_released_video_is_trusted_watermarked_and_audited(released, pipeline, t
     assert created["action"] == "c2pa.created"
     assert created["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
     assert created["softwareAgent"]["name"] == pipeline.backend.name
+    training = assertions["cawg.training-mining"]["entries"]
+    assert training["cawg.ai_generative_training"]["use"] == pipeline.policy.provenance.training_mining
     screening = assertions["org.hallmark.screening"]
     assert screening["policy"] == pipeline.policy.label
     assert screening["generation_id"] == released.generation_id
@@ -173,7 +174,77 @@ def test_watermark_failure_fails_closed(variant, tmp_path):
     out = tmp_path / "w.mp4"
     result = variant(GenerationRequest(prompt="a lighthouse at night", output=out))
     assert (result.status, result.stage) == ("error", "invisible_watermark")
-    assert "embedding hardware fault" in result.reason and not out.exists()
+    assert "embedding hardware fault" in result.reason
+    assert list(tmp_path.iterdir()) == [], "no output, placeholder or staging file may remain"
+    record = variant.audit.get(result.generation_id)
+    assert (record.status, record.blocked_stage) == ("error", "invisible_watermark")
+    assert "embedding hardware fault" in record.reason and record.output_sha256 is None
+
+
+def test_unreadable_watermark_fails_the_release_check(variant, tmp_path):
+    variant.crf = 51  # H.264 at its coarsest: the watermark does not survive
+    out = tmp_path / "c.mp4"
+    result = variant(GenerationRequest(prompt="a lighthouse at night", output=out, seed=2))
+    assert (result.status, result.stage) == ("error", "release_check")
+    assert "does not carry its watermark payload" in result.reason
+    assert list(tmp_path.iterdir()) == []
+    assert variant.audit.get(result.generation_id).status == "error"
+
+
+def test_failed_audit_write_releases_nothing(variant, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    from audit import AuditStore
+
+    url = f"sqlite:///{tmp_path / 'broken.db'}"
+    variant.audit = AuditStore(url)
+    with create_engine(url).begin() as conn:
+        conn.execute(text("DROP TABLE verdicts"))
+    out = tmp_path / "a.mp4"
+    with pytest.raises(Exception, match="verdicts"):
+        variant(GenerationRequest(prompt="a lighthouse at night", output=out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.db"]
+
+
+def test_calibrated_frame_filter_blocks_at_the_frames_stage(variant, tmp_path):
+    import torch
+
+    from moderation import ClipConceptFilter
+    from policy import ClipConcept
+
+    clip = next(c for c in variant.frame_classifiers if isinstance(c, ClipConceptFilter))
+    checkpoint = tmp_path / "clip.pt"
+    torch.save(clip._model.state_dict(), checkpoint)
+    # A deployment that names its checkpoint and a threshold every frame reaches.
+    concepts = {"anything": ClipConcept(prompts=["a photo"], thresholds=Thresholds(block=0.0))}
+    variant.frame_classifiers = [ClipConceptFilter(concepts, pretrained=str(checkpoint))]
+    out = tmp_path / "out" / "f.mp4"
+    result = variant(GenerationRequest(prompt="a lighthouse at night", output=out))
+    assert (result.status, result.stage) == ("blocked", "frames")
+    assert "generate" in result.timings and "visible_watermark" not in result.timings
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    record = variant.audit.get(result.generation_id)
+    frames = [v for v in variant.audit.verdicts(record.id) if v.stage == "frames"]
+    assert record.blocked_stage == "frames" and frames[0].action == "block" and frames[0].calibrated
+
+
+def test_existing_output_is_kept_unless_overwrite(pipeline, tmp_path):
+    out = tmp_path / "keep.mp4"
+    out.write_bytes(b"precious")
+    result = pipeline(GenerationRequest(prompt="a lighthouse at night", output=out, num_frames=4))
+    assert (result.status, result.stage) == ("error", "request") and "exists" in result.reason
+    assert out.read_bytes() == b"precious"
+    again = pipeline(
+        GenerationRequest(prompt="a lighthouse at night", output=out, num_frames=4, overwrite=True)
+    )
+    assert again.released and out.read_bytes() != b"precious"
+
+
+def test_non_finite_score_fails_closed():
+    from moderation import decide
+
+    with pytest.raises(ValueError, match="non-finite"):
+        decide("frames", "c", "1", "x", float("nan"), Thresholds(block=0.5))
 
 
 def test_same_seed_same_frames_other_seed_other_frames(pipeline):
@@ -187,7 +258,9 @@ def test_same_seed_same_frames_other_seed_other_frames(pipeline):
 
 def test_bad_requests_are_refused_with_a_reason(pipeline, tmp_path):
     long = pipeline(GenerationRequest(prompt="x" * 5000, output=tmp_path / "l.mp4"))
-    assert long.status == "error" and "policy allows 2000" in long.reason
+    assert (long.status, long.stage) == ("error", "request") and "policy allows 2000" in long.reason
     wrong = pipeline(GenerationRequest(prompt="a boat", output=tmp_path / "l.gif"))
-    assert wrong.status == "error" and ".mp4" in wrong.reason
-    assert json.loads(json.dumps([v.to_dict() for v in long.verdicts])) == []
+    assert (wrong.status, wrong.stage) == ("error", "request") and ".mp4" in wrong.reason
+    assert long.verdicts == [] and list(tmp_path.iterdir()) == []
+    record = pipeline.audit.get(long.generation_id)
+    assert (record.status, record.blocked_stage) == ("error", "request") and record.prompt == "x" * 5000
