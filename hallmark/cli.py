@@ -37,7 +37,7 @@ def generate(
     prompt: Annotated[str, typer.Argument(help="What the video should show.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the signed MP4.")],
     image: Annotated[Path | None, typer.Option(help="Input image to start from (screened first).")] = None,
-    frames: Annotated[int, typer.Option(min=1, max=512)] = 16,
+    frames: Annotated[int, typer.Option(min=8, max=512)] = 16,
     height: Annotated[int, typer.Option(min=128, max=2160)] = 256,
     width: Annotated[int, typer.Option(min=128, max=3840)] = 256,
     steps: Annotated[int, typer.Option(min=1, max=200)] = 8,

@@ -231,11 +231,11 @@ def test_calibrated_frame_filter_blocks_at_the_frames_stage(variant, tmp_path):
 def test_existing_output_is_kept_unless_overwrite(pipeline, tmp_path):
     out = tmp_path / "keep.mp4"
     out.write_bytes(b"precious")
-    result = pipeline(GenerationRequest(prompt="a lighthouse at night", output=out, num_frames=4))
+    result = pipeline(GenerationRequest(prompt="a lighthouse at night", output=out, num_frames=8))
     assert (result.status, result.stage) == ("error", "request") and "exists" in result.reason
     assert out.read_bytes() == b"precious"
     again = pipeline(
-        GenerationRequest(prompt="a lighthouse at night", output=out, num_frames=4, overwrite=True)
+        GenerationRequest(prompt="a lighthouse at night", output=out, num_frames=8, overwrite=True)
     )
     assert again.released and out.read_bytes() != b"precious"
 
@@ -261,6 +261,8 @@ def test_bad_requests_are_refused_with_a_reason(pipeline, tmp_path):
     assert (long.status, long.stage) == ("error", "request") and "policy allows 2000" in long.reason
     wrong = pipeline(GenerationRequest(prompt="a boat", output=tmp_path / "l.gif"))
     assert (wrong.status, wrong.stage) == ("error", "request") and ".mp4" in wrong.reason
+    short = pipeline(GenerationRequest(prompt="a boat", output=tmp_path / "s.mp4", num_frames=4))
+    assert (short.status, short.stage) == ("error", "request") and "at least 8 frames" in short.reason
     assert long.verdicts == [] and list(tmp_path.iterdir()) == []
     record = pipeline.audit.get(long.generation_id)
     assert (record.status, record.blocked_stage) == ("error", "request") and record.prompt == "x" * 5000

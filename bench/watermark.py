@@ -1,0 +1,232 @@
+"""Invisible-watermark robustness, quality, false positives and speed, all measured in one run.
+
+    python bench/watermark.py [--windows 4] [--size 854x480] [--fps 24] [--seconds 2]
+
+Every method marks 2-second windows of ../shared/data/video/big_buck_bunny.mp4 (resized), and
+each attack runs through real encoders (PyAV's libx264 and libvpx-vp9) or real frame operations.
+Printed per method and attack: mean bit accuracy and the exact-payload rate. Also printed are
+false detections on unmarked windows, PSNR and SSIM of marked against unmarked frames, and
+embed and detect frames per second. Issue 3's targets are the yardstick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+# -- methods ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Method:
+    name: str
+    bits: int
+    embed: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frames, bits) -> frames
+    read: Callable[[np.ndarray], tuple[np.ndarray, bool]]  # frames -> (voted bits, detected)
+
+
+def _imwatermark(method: str, nbits: int) -> Method:
+    from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+    def embed(frames, bits):
+        enc = WatermarkEncoder()
+        enc.set_watermark("bits", [int(b) for b in bits])
+        if method == "rivaGan":
+            WatermarkEncoder.loadModel()
+        return np.stack([cv2.cvtColor(enc.encode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), method), cv2.COLOR_BGR2RGB)
+                         for f in frames])  # fmt: skip
+
+    def read(frames):
+        dec = WatermarkDecoder("bits", nbits)
+        if method == "rivaGan":
+            WatermarkDecoder.loadModel()
+        votes = np.array([dec.decode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), method) for f in frames], np.float32)
+        return (votes.mean(0) > 0.5).astype(np.uint8), False  # no detection test: raw bits only
+
+    return Method(f"imwatermark {method} ({nbits} bits, raw)", nbits, embed, read)
+
+
+def _hallmark_default() -> Method:
+    from provenance.invisible import CRC_BITS, PAYLOAD_BITS, InvisibleWatermark, payload_to_bits
+
+    wm = InvisibleWatermark()
+
+    def embed(frames, bits):
+        return wm.embed(frames, np.packbits(bits[:PAYLOAD_BITS]).tobytes())
+
+    def read(frames):
+        reading = wm.detect(frames)
+        if reading.detected:
+            return np.array(payload_to_bits(bytes.fromhex(reading.payload)), np.uint8), True
+        return np.zeros(PAYLOAD_BITS + CRC_BITS, np.uint8), False
+
+    return Method("hallmark default (dwtDctSvd + CRC-16 + frame vote)", PAYLOAD_BITS, embed, read)
+
+
+# -- attacks ------------------------------------------------------------------------------------
+
+
+def _codec(frames: np.ndarray, codec: str, options: dict, fps: int) -> np.ndarray:
+    import av
+
+    from provenance.video import decode_frames
+
+    h, w = frames.shape[1:3]
+    frames = frames[:, : h - h % 2, : w - w % 2]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("v.webm" if "vpx" in codec else "v.mp4")
+        with av.open(str(path), "w") as c:
+            s = c.add_stream(codec, rate=fps)
+            s.width, s.height, s.pix_fmt, s.options = frames.shape[2], frames.shape[1], "yuv420p", options
+            for f in frames:
+                c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+            c.mux(s.encode())
+        return decode_frames(path)
+
+
+def _resize(frames, w, h):
+    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _crop(frames, frac, centre=True):
+    h, w = frames.shape[1:3]
+    dh, dw = int(h * frac), int(w * frac)
+    top, left = (dh // 2, dw // 2) if centre else (dh // 4, (3 * dw) // 4)
+    return frames[:, top : top + h - dh, left : left + w - dw]
+
+
+def attacks(fps: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    h264 = lambda crf: lambda f: _codec(f, "libx264", {"crf": str(crf)}, fps)  # noqa: E731
+    return {
+        "none": lambda f: f,
+        "H.264 CRF 23": h264(23),
+        "H.264 CRF 28": h264(28),
+        "H.264 CRF 33": h264(33),
+        "VP9 (crf 32)": lambda f: _codec(
+            f, "libvpx-vp9", {"crf": "32", "b": "0", "deadline": "realtime"}, fps
+        ),
+        "downscale 50%": lambda f: _resize(f, f.shape[2] // 2, f.shape[1] // 2),
+        "downscale to 360p": lambda f: _resize(f, round(f.shape[2] * 360 / f.shape[1]) // 2 * 2, 360),
+        "centre crop 10%": lambda f: _crop(f, 0.10),
+        "off-centre crop 10%": lambda f: _crop(f, 0.10, centre=False),
+        "brightness +20%": lambda f: np.clip(f.astype(np.float32) * 1.2, 0, 255).astype(np.uint8),
+        "contrast -20%": lambda f: np.clip((f.astype(np.float32) - 128) * 0.8 + 128, 0, 255).astype(np.uint8),
+        "frame rate halved": lambda f: f[::2],
+        "trimmed (first half dropped)": lambda f: f[len(f) // 2 :],
+        "CRF 28 + 50% down + 5% crop": lambda f: h264(28)(
+            _crop(_resize(f, f.shape[2] // 2, f.shape[1] // 2), 0.05)
+        ),
+    }
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=4, help="marked windows per method")
+    parser.add_argument("--size", default="854x480")
+    parser.add_argument("--fps", type=int, default=24)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rivagan-windows", type=int, default=1, help="rivaGan is slow: 512x512, 16 frames")
+    args = parser.parse_args()
+    video = DATA / "video" / "big_buck_bunny.mp4"
+    if not video.exists():
+        sys.exit(f"skipped: {video} not found")
+    from skimage.metrics import structural_similarity
+
+    from provenance.video import decode_frames
+
+    w, h = (int(x) for x in args.size.split("x"))
+    n = int(args.fps * args.seconds)
+    source = decode_frames(video, max_frames=args.windows * 2 * n + n)
+    windows = [_resize(source[i * 2 * n : i * 2 * n + n], w, h) for i in range(args.windows)]
+    rng = np.random.default_rng(0)
+    methods = [
+        (_hallmark_default(), windows),
+        (_imwatermark("dwtDct", 48), windows),
+        (_imwatermark("dwtDctSvd", 48), windows),
+        (
+            _imwatermark("rivaGan", 32),
+            [_resize(win[:16], 512, 512) for win in windows[: args.rivagan_windows]],
+        ),
+    ]
+    table = attacks(args.fps)
+    print(f"Big Buck Bunny windows: {args.windows} x {args.seconds:g} s at {w}x{h}, {args.fps} fps "
+          f"(rivaGan: {args.rivagan_windows} x 16 frames at 512x512); {os.cpu_count()} cores\n")  # fmt: skip
+    rows = []
+    for method, wins in methods:
+        acc = {a: [] for a in table}
+        exact = {a: [] for a in table}
+        psnr, ssim, t_embed, t_read, n_embed, n_read = [], [], 0.0, 0.0, 0, 0
+        false_detections = 0
+        for win in wins:
+            bits = rng.integers(0, 2, method.bits).astype(np.uint8)
+            start = time.perf_counter()
+            marked = method.embed(win, bits)
+            t_embed += time.perf_counter() - start
+            n_embed += len(win)
+            diff = (marked.astype(np.float64) - win) ** 2
+            psnr.append(10 * np.log10(255**2 / max(diff.mean(), 1e-12)))
+            ssim.append(
+                np.mean(
+                    [
+                        structural_similarity(a, b, channel_axis=2)
+                        for a, b in zip(win[::8], marked[::8], strict=True)
+                    ]
+                )
+            )
+            false_detections += int(method.read(win)[1])
+            for name, attack in table.items():
+                attacked = attack(marked)
+                start = time.perf_counter()
+                got, _ = method.read(attacked)
+                t_read += time.perf_counter() - start
+                n_read += len(attacked)
+                got = got[: method.bits]
+                acc[name].append(float(np.mean(got == bits)))
+                exact[name].append(bool(np.array_equal(got, bits)))
+        rows.append(
+            (
+                method.name,
+                acc,
+                exact,
+                psnr,
+                ssim,
+                n_embed / t_embed,
+                n_read / t_read,
+                false_detections,
+                len(wins),
+            )
+        )
+
+    names = list(table)
+    print("| method | " + " | ".join(names) + " |")
+    print("| --- |" + " ---: |" * len(names))
+    for name, acc, exact, *_ in rows:
+        cells = [f"{np.mean(acc[a]):.2f} / {np.mean(exact[a]):.0%}" for a in names]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\ncells: mean bit accuracy / exact-payload rate\n")
+    print("| method | PSNR dB | SSIM | embed frames/s | read frames/s | detections on unmarked windows |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, _, _, psnr, ssim, fe, fr, fd, nw in rows:
+        fd_text = f"{fd} of {nw}" if name.startswith("hallmark") else "n/a (raw bits)"
+        print(f"| {name} | {np.mean(psnr):.1f} | {np.mean(ssim):.3f} | {fe:.1f} | {fr:.1f} | {fd_text} |")
+
+
+if __name__ == "__main__":
+    main()
