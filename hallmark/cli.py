@@ -52,6 +52,7 @@ def generate(
     from hallmark.compose import build_pipeline
     from policy import PolicyError
 
+    # The pipeline reserves the path itself; checking here too saves loading the models first.
     if output.exists() and not overwrite:
         raise _fail(f"{output} exists; pass --overwrite to replace it")
     settings = _settings(policy=policy)
