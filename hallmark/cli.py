@@ -14,8 +14,10 @@ from rich.table import Table
 app = typer.Typer(help="Hallmark: guarded, watermarked and signed AI video generation.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 policy_app = typer.Typer(help="Generation policies.", no_args_is_help=True)
+keys_app = typer.Typer(help="TileMark watermark keys (secrets are never printed).", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="watermark-keys")
 
 console = Console(stderr=True)
 EXIT_BLOCKED, EXIT_ERROR = 3, 4
@@ -113,6 +115,11 @@ def _result_json(result, settings) -> dict:
         "policy": result.policy,
         "model": result.model,
         "watermark_payload": result.watermark_payload,
+        "watermark": {
+            "method": result.watermark_method,
+            "key_id": result.watermark_key_id,
+            "payload": result.watermark_payload,
+        },  # fmt: skip
         "manifest_label": result.manifest_label,
         "audit": {"database": settings.resolved_database_url, "record_id": result.record_id},
         "verdicts": [v.to_dict() for v in result.verdicts],
@@ -147,7 +154,9 @@ def _print_result(result, settings) -> None:
             + (" [yellow](flagged for review)[/]" if result.flagged else "")
         )
         out.print(f"  sha256 {result.output_sha256}")
-        out.print(f"  watermark payload {result.watermark_payload}; C2PA manifest {result.manifest_label}")
+        key = f", key id {result.watermark_key_id}" if result.watermark_key_id is not None else ""
+        out.print(f"  watermark payload {result.watermark_payload} ({result.watermark_method}{key})")
+        out.print(f"  C2PA manifest {result.manifest_label}")
     elif result.status == "blocked":
         out.print(f"[bold red]refused[/] at stage '{result.stage}': {result.reason}. No file was written.")
     else:
@@ -208,6 +217,39 @@ def audit_verify() -> None:
         f"({report.records_checked} records before it are intact)",
         code=EXIT_ERROR,
     )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Show the key file and each key's id and role (the first active key embeds)."""
+    from provenance import WatermarkError, ensure_dev_watermark_keys, load_watermark_keys
+
+    settings = _settings()
+    path = settings.watermark_keys_path
+    try:
+        keys = load_watermark_keys(path) if settings.watermark_keys else ensure_dev_watermark_keys(path)
+    except WatermarkError as exc:
+        raise _fail(str(exc)) from exc
+    out = Console()
+    out.print(f"watermark keys in {path}")
+    for n, key in enumerate(keys):
+        out.print(f"  key id {key.key_id}: " + ("embeds and detects" if n == 0 else "detects only (retired)"))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new embedding key and retire the others; videos marked with them still verify."""
+    from provenance import WatermarkError, ensure_dev_watermark_keys, rotate_watermark_keys
+
+    settings = _settings()
+    path = settings.watermark_keys_path
+    try:
+        if not settings.watermark_keys:
+            ensure_dev_watermark_keys(path)
+        new = rotate_watermark_keys(path)
+    except WatermarkError as exc:
+        raise _fail(str(exc)) from exc
+    Console().print(f"[green]new embedding key[/] id {new.key_id} in {path}; older keys now detect only")
 
 
 @policy_app.command("check")

@@ -17,7 +17,17 @@ from moderation import (
     SemanticClassifier,
 )
 from policy import Policy
-from provenance import InvisibleWatermark, ManifestSigner, SigningMaterial, VisibleWatermark, ensure_dev_chain
+from provenance import (
+    InvisibleWatermark,
+    ManifestSigner,
+    SigningMaterial,
+    TileMark,
+    VideoWatermark,
+    VisibleWatermark,
+    ensure_dev_chain,
+    ensure_dev_watermark_keys,
+    load_watermark_keys,
+)
 
 
 def configure_torch(settings: Settings) -> None:
@@ -53,8 +63,15 @@ def open_store(settings: Settings) -> AuditStore:
     return AuditStore(settings.resolved_database_url)
 
 
-def build_watermark(settings: Settings) -> InvisibleWatermark:
-    return InvisibleWatermark(settings.watermark_method)
+def build_watermark(settings: Settings) -> VideoWatermark:
+    """TileMark with the deployment's keys (a development key on first run), or a baseline method."""
+    if settings.watermark_method != "tilemark":
+        return InvisibleWatermark(settings.watermark_method)
+    if settings.watermark_keys is not None:
+        if not settings.watermark_keys.is_file():
+            raise ValueError(f"HALLMARK_WATERMARK_KEYS={settings.watermark_keys}: no such file")
+        return TileMark(load_watermark_keys(settings.watermark_keys))
+    return TileMark(ensure_dev_watermark_keys(settings.watermark_keys_path))
 
 
 def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedPipeline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
@@ -37,7 +38,12 @@ class Settings(BaseSettings):
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = ""
 
-    watermark_method: str = "dwtDctSvd"
+    # Invisible watermark: "tilemark" (Hallmark's keyed, robust mark) or an invisible-watermark
+    # baseline, "dwtDctSvd" or "dwtDct" (no key: anyone can read or forge those).
+    watermark_method: Literal["tilemark", "dwtDctSvd", "dwtDct"] = "tilemark"
+    # TileMark key file (TOML, see provenance/watermark.py). Empty: a development key is created
+    # in <data_dir>/watermark-keys.toml on first run. A configured file must exist.
+    watermark_keys: Path | None = None
     video_crf: int = Field(default=18, ge=0, le=51)
 
     # C2PA signing. Empty: a development chain is created in <data_dir>/certs on first run.
@@ -65,6 +71,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'audit.db'}"
+
+    @property
+    def watermark_keys_path(self) -> Path:
+        return self.watermark_keys or self.data_dir / "watermark-keys.toml"
 
     @property
     def certs_dir(self) -> Path:

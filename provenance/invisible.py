@@ -1,35 +1,24 @@
-"""Invisible watermark: a 48-bit generation key in every frame, read back from the decoded video.
+"""invisible-watermark's methods as a `VideoWatermark`: the baseline and an alternative to TileMark.
 
-Embedding uses invisible-watermark's DWT-DCT-SVD method. The 48 payload bits are followed by a
-CRC-16 and the 64 bits are repeated across the blocks of each frame and across all frames; the
+Embedding uses invisible-watermark's DWT-DCT(-SVD) methods. The 48 payload bits are followed by
+a CRC-16 and the 64 bits are repeated across the blocks of each frame and across all frames; the
 detector takes a majority vote per bit over frames and accepts only a payload whose CRC matches
-(the chance that an unmarked video passes is about 2^-16 per read). This is the baseline method;
-see the issues for the robust video watermark that replaces it.
+(the chance that an unmarked video passes is about 2^-16 per read). It carries no key: anyone
+with the library can read and forge it. bench/watermark.py compares it with TileMark.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from importlib import metadata
 
 import cv2
 import numpy as np
 
+from provenance.watermark import WatermarkError, WatermarkReading
+
 PAYLOAD_BITS = 48
 CRC_BITS = 16
-
-
-class WatermarkError(RuntimeError):
-    """Embedding failed or a payload of the wrong size was given."""
-
-
-@dataclass(frozen=True)
-class WatermarkReading:
-    detected: bool
-    payload: str | None  # hex, when detected
-    method: str
-    bit_agreement: float  # mean share of frames agreeing with each voted bit
-    frames_read: int
 
 
 def crc16(data: bytes) -> int:
@@ -64,6 +53,9 @@ class InvisibleWatermark:
             raise WatermarkError(f"unsupported invisible-watermark method '{method}'")
         self.method = method
         self.name = f"invisible-watermark/{method}"
+        self.key_id = None
+        self.input_format = "rgb24"
+        self.soft_binding_alg = f"org.hallmark.invisible-watermark.{method}"
         self.version = metadata.version("invisible-watermark")
         self._max_frames_read = max_frames_read
 
@@ -80,11 +72,14 @@ class InvisibleWatermark:
         ]
         return np.stack(marked)
 
-    def detect(self, frames: np.ndarray) -> WatermarkReading:
+    def detect(self, frames: np.ndarray | Iterable[np.ndarray]) -> WatermarkReading:
         from imwatermark import WatermarkDecoder
 
-        if len(frames) == 0 or min(frames.shape[1:3]) < 128:
-            return WatermarkReading(False, None, self.name, 0.0, 0)
+        if not isinstance(frames, np.ndarray):
+            listed = list(frames)
+            frames = np.stack(listed) if listed else np.zeros((0, 0, 0, 3), np.uint8)
+        if len(frames) == 0 or frames.ndim != 4 or min(frames.shape[1:3]) < 128:
+            return WatermarkReading(False, None, self.name, None, None, 0)
         index = np.unique(
             np.linspace(0, len(frames) - 1, min(len(frames), self._max_frames_read)).astype(int)
         )
@@ -98,5 +93,6 @@ class InvisibleWatermark:
         agreement = float(np.where(bits == 1, share, 1.0 - share).mean())
         payload = bits_to_payload(bits)
         return WatermarkReading(
-            payload is not None, payload.hex() if payload else None, self.name, agreement, len(index)
-        )
+            payload is not None, payload.hex() if payload else None, self.name, None,
+            2.0**-CRC_BITS if payload else None, len(index), {"bit_agreement": round(agreement, 4)},
+        )  # fmt: skip

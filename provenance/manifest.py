@@ -15,7 +15,6 @@ from provenance.certs import SigningMaterial, check_chain
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 SCREENING_ASSERTION = "org.hallmark.screening"
-SOFT_BINDING_ALG_PREFIX = "org.hallmark."
 
 
 class SigningError(RuntimeError):
@@ -34,10 +33,18 @@ class ManifestFacts:
     screening: dict[str, Any]  # classifiers, highest score per category, uncalibrated ones
     watermark_method: str
     watermark_payload: str  # hex
+    watermark_alg: str  # soft-binding algorithm name, e.g. org.hallmark.tilemark.v1
     claim_generator_version: str
+    watermark_key_id: int | None = None  # the embedding key, for keyed methods
     training_mining: str = "notAllowed"  # allowed, notAllowed or constrained, from the policy
     ingredient_png: bytes | None = None
     extra_assertions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def soft_binding_value(facts: ManifestFacts) -> str:
+    """Base64 of what the watermark carries: the key id byte (keyed methods) and the payload."""
+    key = bytes([facts.watermark_key_id]) if facts.watermark_key_id is not None else b""
+    return base64.b64encode(key + bytes.fromhex(facts.watermark_payload)).decode()
 
 
 def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
@@ -50,7 +57,14 @@ def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
         {
             "action": "c2pa.watermarked",
             "softwareAgent": {"name": facts.watermark_method},
-            "parameters": {"description": "invisible watermark carrying the generation key"},
+            "parameters": {
+                "description": "invisible watermark carrying the generation key"
+                + (
+                    f" (watermark key id {facts.watermark_key_id})"
+                    if facts.watermark_key_id is not None
+                    else ""
+                )
+            },
         },
     ]
     if facts.ingredient_png is not None:
@@ -66,13 +80,8 @@ def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
                 # The watermark is the soft binding: it ties a stripped or re-encoded copy back here.
                 "label": "c2pa.soft-binding",
                 "data": {
-                    "alg": SOFT_BINDING_ALG_PREFIX + facts.watermark_method,
-                    "blocks": [
-                        {
-                            "scope": {},
-                            "value": base64.b64encode(bytes.fromhex(facts.watermark_payload)).decode(),
-                        }
-                    ],
+                    "alg": facts.watermark_alg,
+                    "blocks": [{"scope": {}, "value": soft_binding_value(facts)}],
                 },
             },
             {"label": SCREENING_ASSERTION, "data": screening},

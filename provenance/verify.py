@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from audit import AuditStore
-from provenance.invisible import InvisibleWatermark
 from provenance.manifest import SCREENING_ASSERTION, read_manifest
-from provenance.video import VideoError, decode_frames
+from provenance.video import VideoError, iter_frames
+from provenance.watermark import VideoWatermark
 
 
 class ManifestReport(BaseModel):
@@ -26,15 +26,18 @@ class ManifestReport(BaseModel):
     actions: list[dict[str, Any]] = []
     model: str | None = None
     screening: dict[str, Any] | None = None
+    soft_binding: dict[str, Any] | None = None  # {alg, value}: what the watermark should carry
     error: str | None = None
 
 
 class WatermarkReport(BaseModel):
     detected: bool
-    payload: str | None = None
+    payload: str | None = None  # hex
+    key_id: int | None = None
     method: str
-    bit_agreement: float
-    frames_read: int
+    false_positive_probability: float | None = None  # chance an unmarked video reads like this
+    frames_read: int = 0
+    details: dict[str, float | int] = {}
     error: str | None = None
 
 
@@ -85,8 +88,9 @@ class VerificationReport(BaseModel):
             if m.screening:
                 lines.append(f"  policy: {m.screening.get('policy')}")
         if w.detected:
-            lines.append(f"Invisible watermark: detected, payload {w.payload} ({w.method}, "
-                         f"bit agreement {w.bit_agreement:.2f} over {w.frames_read} frames)")  # fmt: skip
+            key = f", key id {w.key_id}" if w.key_id is not None else ""
+            lines.append(f"Invisible watermark: detected, payload {w.payload}{key} ({w.method}; false-positive "
+                         f"probability {w.false_positive_probability:.1e}; {w.frames_read} frames read)")  # fmt: skip
         else:
             lines.append(f"Invisible watermark: not detected ({w.method}){': ' + w.error if w.error else ''}")
         if self.record:
@@ -112,13 +116,14 @@ def sha256_file(path: Path) -> str:
 def verify(
     path: Path,
     trust_anchors_pem: str | None,
-    watermark: InvisibleWatermark,
+    watermark: VideoWatermark,
     store: AuditStore | None = None,
     max_frames: int = 240,
 ) -> VerificationReport:
     """Check the C2PA manifest, detect the invisible watermark and look the file up in the store.
 
-    At most `max_frames` frames are decoded, so memory stays bounded whatever the file claims.
+    Frames are streamed to the detector, which stops at the first window that decodes; at most
+    `max_frames` are read, so time and memory stay bounded whatever the file claims.
     """
     path = Path(path)
     if not path.is_file():
@@ -126,12 +131,10 @@ def verify(
     sha = sha256_file(path)
     manifest = _manifest_report(path, trust_anchors_pem)
     try:
-        reading = watermark.detect(decode_frames(path, max_frames=max_frames))
+        reading = watermark.detect(iter_frames(path, max_frames, format=watermark.input_format))
         mark = WatermarkReport(**reading.__dict__)
     except VideoError as exc:
-        mark = WatermarkReport(
-            detected=False, method=watermark.name, bit_agreement=0.0, frames_read=0, error=str(exc)
-        )
+        mark = WatermarkReport(detected=False, method=watermark.name, error=str(exc))
     record = _lookup(store, mark.payload, sha) if store is not None else None
     return VerificationReport(file=str(path), sha256=sha, manifest=manifest, watermark=mark, record=record)
 
@@ -162,6 +165,9 @@ def _manifest_report(path: Path, trust_anchors_pem: str | None) -> ManifestRepor
             report.actions = assertion["data"].get("actions", [])
         elif assertion["label"] == SCREENING_ASSERTION:
             report.screening = assertion["data"]
+        elif assertion["label"] == "c2pa.soft-binding":
+            blocks = assertion["data"].get("blocks") or [{}]
+            report.soft_binding = {"alg": assertion["data"].get("alg"), "value": blocks[0].get("value")}
     created = next((a for a in report.actions if a.get("action") == "c2pa.created"), None)
     if created and isinstance(created.get("softwareAgent"), dict):
         agent = created["softwareAgent"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -28,19 +29,28 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: int = 8, crf: int = 18) -> N
         container.mux(stream.encode())
 
 
-def decode_frames(path: Path, max_frames: int | None = None) -> np.ndarray:
-    """Decode the first video stream to (T,H,W,3) uint8 RGB."""
-    frames = []
+def iter_frames(path: Path, max_frames: int | None = None, format: str = "rgb24") -> Iterator[np.ndarray]:
+    """Decode the first video stream frame by frame: (H,W,3) RGB, or (H,W) luma with format="gray".
+
+    Nothing but the current frame is held, so a long 1080p video streams in constant memory.
+    """
+    count = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream")
+            container.streams.video[0].thread_type = "AUTO"
             for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
+                yield frame.to_ndarray(format=format)
+                count += 1
+                if max_frames is not None and count >= max_frames:
                     break
     except av.FFmpegError as exc:
         raise VideoError(f"{path}: cannot decode video: {exc}") from exc
-    if not frames:
+    if not count:
         raise VideoError(f"{path}: video stream has no decodable frames")
-    return np.stack(frames)
+
+
+def decode_frames(path: Path, max_frames: int | None = None) -> np.ndarray:
+    """Decode the first video stream to (T,H,W,3) uint8 RGB."""
+    return np.stack(list(iter_frames(path, max_frames)))

@@ -23,6 +23,13 @@ def test_verify_upload_reports_trusted_manifest_and_record(client, released):
     body = r.json()
     assert body["file"] == "boat.mp4" and body["sha256"] == released.output_sha256
     assert body["manifest"]["trusted"] and body["watermark"]["payload"] == released.watermark_payload
+    mark = body["watermark"]
+    assert (
+        mark["detected"]
+        and mark["key_id"] == released.watermark_key_id
+        and mark["method"] == "hallmark/tilemark-v1"
+    )
+    assert 0 < mark["false_positive_probability"] <= 1e-6
     assert body["record"]["generation_id"] == released.generation_id
 
 

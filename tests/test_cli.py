@@ -34,12 +34,16 @@ def test_generate_then_verify_then_tamper(env, tmp_path):
     report = json.loads(ver.stdout)
     assert report["manifest"]["trusted"] and report["manifest"]["validation_state"] == "Trusted"
     assert report["manifest"]["model"].startswith("hallmark/tiny-text-to-video")
-    assert report["watermark"]["detected"]
+    mark = report["watermark"]
+    assert mark["detected"] and mark["method"] == "hallmark/tilemark-v1" and mark["key_id"] == 1
+    assert 0 < mark["false_positive_probability"] <= 1e-6
+    assert report["manifest"]["soft_binding"]["alg"] == "org.hallmark.tilemark.v1"
     assert report["record"]["matches_file"] and report["record"]["output_sha256"] == report["sha256"]
     assert report["watermark"]["payload"] in gen.stdout
 
     plain = hallmark("verify", str(out), env=env)
     assert "signer trusted" in plain.stdout and "Invisible watermark: detected" in plain.stdout
+    assert "key id 1" in plain.stdout and "false-positive probability" in plain.stdout
 
     # Remux drops the C2PA manifest; the watermark still finds the record.
     import av
@@ -83,3 +87,26 @@ def test_unreadable_image_and_missing_file_are_clear_errors(env, tmp_path):
     assert run.returncode == 1 and "--overwrite" in run.stderr and existing.read_bytes() == b"keep me"
     missing = hallmark("verify", str(tmp_path / "nope.mp4"), env=env)
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_watermark_keys_rotate_and_old_videos_still_verify(tmp_path):
+    data = tmp_path / "data"
+    env = {**os.environ, "HALLMARK_DATA_DIR": str(data), "HALLMARK_TORCH_THREADS": "2", "COLUMNS": "200"}
+    first = tmp_path / "first.mp4"
+    assert (
+        hallmark("generate", "a red kite over a beach", "-o", str(first), "--frames", "8", env=env).returncode
+        == 0
+    )
+    listed = hallmark("watermark-keys", "list", env=env)
+    assert "key id 1: embeds and detects" in listed.stdout
+    secret = (data / "watermark-keys.toml").read_text().split('secret = "')[1][:64]
+    rotated = hallmark("watermark-keys", "rotate", env=env)
+    assert rotated.returncode == 0 and "new embedding key id 2" in rotated.stdout
+    assert secret not in listed.stdout + rotated.stdout + rotated.stderr, "secrets are never printed"
+    second = tmp_path / "second.mp4"
+    gen = hallmark(
+        "generate", "a red kite over a beach", "-o", str(second), "--frames", "8", "--json", env=env
+    )
+    assert json.loads(gen.stdout)["watermark"]["key_id"] == 2
+    old = json.loads(hallmark("verify", str(first), "--json", env=env).stdout)["watermark"]
+    assert old["detected"] and old["key_id"] == 1, "videos marked before the rotation still verify"

@@ -63,7 +63,8 @@ def test_configured_signing_chain_replaces_the_dev_chain(tmp_path, released):
     encode_mp4(decode_frames(released.output), unsigned)
     facts = ManifestFacts(
         generation_id="g", title="t.mp4", model_name="m", model_version="1", policy="p@v",
-        screening={}, watermark_method="w", watermark_payload="00" * 6, claim_generator_version="0",
+        screening={}, watermark_method="w", watermark_payload="00" * 6, watermark_alg="org.example.w",
+        claim_generator_version="0",
     )  # fmt: skip
     signer.sign(unsigned, tmp_path / "signed.mp4", facts)
     assert read_manifest(tmp_path / "signed.mp4", trust_anchors_pem(settings)).validation_state == "Trusted"

@@ -1,5 +1,8 @@
 """The guarded pipeline end to end on the embedded default: real models, H.264, C2PA, SQLite."""
 
+import base64
+import copy
+
 import c2pa
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from generator import GenerationRequest
 from generator.backend import GenerationSpec
 from moderation import NudityClassifier
 from policy import Action, NudityRule, Thresholds
-from provenance import InvisibleWatermark, decode_frames, sha256_file, verify
+from provenance import decode_frames, sha256_file, verify
 from provenance.manifest import TRAINED_ALGORITHMIC_MEDIA
 
 
@@ -44,8 +47,18 @@ def test_released_video_is_trusted_watermarked_and_audited(released, pipeline, t
 
     frames = decode_frames(path)
     assert frames.shape == (16, 256, 256, 3)
-    reading = InvisibleWatermark().detect(frames)
+    mark = pipeline.invisible_watermark
+    reading = mark.detect(frames)
     assert reading.detected and reading.payload == released.watermark_payload
+    assert (reading.method, reading.key_id) == ("hallmark/tilemark-v1", mark.key_id)
+    assert reading.false_positive_probability <= 1e-6
+    binding = assertions["c2pa.soft-binding"]
+    assert binding["alg"] == "org.hallmark.tilemark.v1"
+    assert base64.b64decode(binding["blocks"][0]["value"]) == bytes([mark.key_id]) + bytes.fromhex(
+        released.watermark_payload
+    )
+    watermarked = assertions["c2pa.actions.v2"]["actions"][1]
+    assert watermarked["action"] == "c2pa.watermarked" and watermarked["softwareAgent"]["name"] == mark.name
 
     record = pipeline.audit.get(released.generation_id)
     assert record.status == "released" and record.output_sha256 == sha256_file(path)
@@ -166,11 +179,11 @@ def test_signing_failure_fails_closed(variant, settings, tmp_path):
 
 
 def test_watermark_failure_fails_closed(variant, tmp_path):
-    class BrokenWatermark(InvisibleWatermark):
-        def embed(self, frames, payload):
-            raise RuntimeError("embedding hardware fault")
+    def broken_embed(frames, payload):
+        raise RuntimeError("embedding hardware fault")
 
-    variant.invisible_watermark = BrokenWatermark()
+    variant.invisible_watermark = copy.copy(variant.invisible_watermark)
+    variant.invisible_watermark.embed = broken_embed
     out = tmp_path / "w.mp4"
     result = variant(GenerationRequest(prompt="a lighthouse at night", output=out))
     assert (result.status, result.stage) == ("error", "invisible_watermark")

@@ -66,7 +66,7 @@ def test_invisible_watermark_survives_h264_and_is_absent_from_unmarked_video(tmp
     encode_mp4(marked, tmp_path / "marked.mp4", crf=18)
     encode_mp4(frames, tmp_path / "plain.mp4", crf=18)
     reading = wm.detect(decode_frames(tmp_path / "marked.mp4"))
-    assert reading.detected and reading.payload == payload.hex() and reading.bit_agreement > 0.8
+    assert reading.detected and reading.payload == payload.hex() and reading.details["bit_agreement"] > 0.8
     assert not wm.detect(decode_frames(tmp_path / "plain.mp4")).detected
 
 
