@@ -267,7 +267,7 @@ def chip_estimates(folded: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Found:
+class WindowResult:
     payload: bytes | None
     key_id: int | None
     attempts: int  # decodes tried; each passes an unmarked window with probability 2^-32
@@ -366,7 +366,7 @@ class TileMark:
         for mean, count in self._window_means(frames):
             frames_read += count
             windows += 1
-            found = self._search(mean, budget - attempts)
+            found = self.search_window(mean, budget - attempts)
             attempts += found.attempts
             best = max(best, found.sync_score)
             if found.payload is not None:
@@ -400,10 +400,14 @@ class TileMark:
         if total is not None and (count >= 8 or not yielded):
             yield total / count, count
 
-    def _search(self, mean: np.ndarray, max_attempts: int) -> _Found:
-        """Scale search, sync correlation and decoding of one window's mean luma."""
+    def search_window(self, mean: np.ndarray, max_attempts: int) -> WindowResult:
+        """Scale search, sync correlation and decoding of one window's mean working-size luma.
+
+        `mean` is what `detect` builds: the frames' luma resized to height WORK_HEIGHT, averaged.
+        At most `max_attempts` candidates are decoded. bench/watermark_fpr.py calls this directly.
+        """
         if float(mean.std()) < 1e-3 or max_attempts <= 0:
-            return _Found(None, None, 0, 0.0, 1.0)
+            return WindowResult(None, None, 0, 0.0, 1.0)
         candidates, nominal = [], []  # (z, key index, scale, folded tile, peak offset)
         scales = np.exp(np.arange(0.0, np.log(MAX_CROP_SCALE), SCALE_STEP))
         for s in scales:
@@ -435,8 +439,8 @@ class TileMark:
             soft = soft * (1.0 - 2.0 * layout.scramble)
             parsed = parse_message(viterbi(soft / (np.abs(soft).mean() + 1e-12)))
             if parsed is not None and parsed[1] == layout.key_id:
-                return _Found(parsed[0], layout.key_id, attempts, z, s)
-        return _Found(None, None, attempts, best_z, 1.0)
+                return WindowResult(parsed[0], layout.key_id, attempts, z, s)
+        return WindowResult(None, None, attempts, best_z, 1.0)
 
 
 def _subsample_peak(corr: np.ndarray, peak: int) -> tuple[float, float]:
