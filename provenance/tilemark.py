@@ -59,8 +59,7 @@ WORK_HEIGHT = 256  # detector working height: the tile period is 128 samples, a 
 WORK_PERIOD = WORK_HEIGHT // 2
 SYNC_WEIGHT = 1.5  # sync amplitude relative to data chips
 HIGHPASS_SIGMA = 3.0  # whitening, in working samples
-NORM_SIGMA = 2.5
-SMOOTH_SIGMA = 0.0  # low-pass before the high-pass (0: none)
+NORM_SIGMA = 2.5  # local variance window, in working samples
 NORM_POWER = 2.0  # divide by the local variance: weights each region by its reliability
 MARGIN = 0.25  # informed embedding lifts every bit to (1 + MARGIN) x its nominal statistic
 SEGMENT = 24  # frames whose mean picture the informed embedding compensates together
@@ -155,20 +154,38 @@ def parse_message(bits: np.ndarray) -> tuple[bytes, int] | None:
 # -- the keyed pattern -----------------------------------------------------------------------
 
 
+def _keyed_bytes(secret: bytes, label: bytes, n: int) -> bytes:
+    """HMAC-SHA256 in counter mode: stable across numpy versions, unlike a seeded numpy RNG."""
+    blocks = (n + 31) // 32
+    stream = b"".join(
+        hmac.new(secret, METHOD.encode() + b"/" + label + i.to_bytes(4, "big"), hashlib.sha256).digest()
+        for i in range(blocks)
+    )
+    return stream[:n]
+
+
+def _keyed_signs(secret: bytes, label: bytes, n: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(_keyed_bytes(secret, label, (n + 7) // 8), np.uint8))[:n]
+    return (2.0 * bits - 1.0).astype(np.float32)
+
+
+def _keyed_words(secret: bytes, label: bytes, n: int) -> np.ndarray:
+    return np.frombuffer(_keyed_bytes(secret, label, 4 * n), dtype=">u4")
+
+
 class KeyedLayout:
     """Everything the key decides: sync tile, which chips carry which coded bit, and signs."""
 
     def __init__(self, key: WatermarkKey) -> None:
-        seed = hmac.new(key.secret, METHOD.encode(), hashlib.sha256).digest()
-        rng = np.random.default_rng(np.frombuffer(seed, np.uint32))
         n = TILE_CHIPS * TILE_CHIPS
         self.key_id = key.key_id
-        self.sync = rng.choice(np.array([-1.0, 1.0], np.float32), size=n)
-        perm = rng.permutation(n)
+        self.sync = _keyed_signs(key.secret, b"sync", n)
+        # Which coded bit each chip carries: a keyed permutation (argsort of keyed 32-bit values).
+        order = np.argsort(_keyed_words(key.secret, b"permutation", n), kind="stable")
         self.bit_of_chip = np.empty(n, np.int64)
-        self.bit_of_chip[perm] = np.arange(n) % CODED_BITS
-        self.spread = rng.choice(np.array([-1.0, 1.0], np.float32), size=n)
-        self.scramble = rng.integers(0, 2, CODED_BITS).astype(np.int8)
+        self.bit_of_chip[order] = np.arange(n) % CODED_BITS
+        self.spread = _keyed_signs(key.secret, b"spread", n)
+        self.scramble = (_keyed_signs(key.secret, b"scramble", CODED_BITS) > 0).astype(np.int8)
         self.chips_per_bit = np.bincount(self.bit_of_chip, minlength=CODED_BITS).astype(np.float32)
         self.sync_template = _highpass_periodic(_tile_upsample(self.sync.reshape(TILE_CHIPS, TILE_CHIPS)))
         self.sync_spectrum = np.conj(np.fft.rfft2(self.sync_template))
@@ -231,8 +248,6 @@ def work_size(height: int, width: int) -> tuple[int, int]:
 def whiten(image: np.ndarray) -> np.ndarray:
     """High-pass, then divide by the local standard deviation."""
     image = image.astype(np.float32, copy=False)
-    if SMOOTH_SIGMA:
-        image = cv2.GaussianBlur(image, (0, 0), SMOOTH_SIGMA)
     residual = image - cv2.GaussianBlur(image, (0, 0), HIGHPASS_SIGMA)
     spread = np.sqrt(cv2.GaussianBlur(residual * residual, (0, 0), NORM_SIGMA)) + 1.0
     return residual / spread**NORM_POWER
@@ -263,7 +278,7 @@ def chip_estimates(folded: np.ndarray) -> np.ndarray:
     return (m.T @ folded @ m).ravel()
 
 
-# -- embedding -------------------------------------------------------------------------------
+# -- embedding and detection -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
