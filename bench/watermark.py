@@ -157,9 +157,13 @@ def attacks(fps: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 
 def _side_by_side(original: np.ndarray, marked: np.ndarray, path: Path) -> None:
-    """original | marked | |difference| x 16, for looking at the mark."""
+    """original | marked | |difference| x 16 over a 400x300 region at full resolution."""
+    h, w = original.shape[:2]
+    region = np.s_[h // 3 : h // 3 + 300, w // 3 : w // 3 + 400]
+    original, marked = original[region], marked[region]
     diff = np.clip(np.abs(marked.astype(np.int16) - original) * 16, 0, 255).astype(np.uint8)
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([original, marked, diff], axis=1), cv2.COLOR_RGB2BGR))
+    picture = cv2.cvtColor(np.concatenate([original, marked, diff], axis=1), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"  wrote {path}", file=sys.stderr)
 
 
