@@ -228,6 +228,7 @@ def _tile_upsample(chips: np.ndarray) -> np.ndarray:
 
 
 def _highpass_periodic(tile: np.ndarray) -> np.ndarray:
+    """`whiten`'s high-pass on a periodic tile, so the sync template matches what detection sees."""
     f = np.fft.fftfreq(tile.shape[0])
     lowpass = np.exp(-2 * (np.pi * HIGHPASS_SIGMA) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
     return np.real(np.fft.ifft2(np.fft.fft2(tile) * (1 - lowpass))).astype(np.float32)
@@ -246,7 +247,8 @@ def work_size(height: int, width: int) -> tuple[int, int]:
 
 
 def whiten(image: np.ndarray) -> np.ndarray:
-    """High-pass, then divide by the local standard deviation."""
+    """High-pass, then divide by the local variance (std ** NORM_POWER): busy regions, where the
+    picture drowns the mark, count less; a brightness or contrast change only rescales the result."""
     image = image.astype(np.float32, copy=False)
     residual = image - cv2.GaussianBlur(image, (0, 0), HIGHPASS_SIGMA)
     spread = np.sqrt(cv2.GaussianBlur(residual * residual, (0, 0), NORM_SIGMA)) + 1.0
