@@ -225,7 +225,7 @@ class GuardedPipeline:
             if request.num_frames < MIN_FRAMES:
                 raise ValueError(
                     f"at least {MIN_FRAMES} frames are needed (got {request.num_frames}): the invisible "
-                    "watermark is read back by a vote across frames"
+                    "watermark is read from several frames together"
                 )
             if request.output.suffix.lower() != ".mp4":
                 raise ValueError(f"output must be an .mp4 file, got '{request.output.name}'")

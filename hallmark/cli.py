@@ -222,13 +222,14 @@ def audit_verify() -> None:
 @keys_app.command("list")
 def keys_list() -> None:
     """Show the key file and each key's id and role (the first active key embeds)."""
-    from provenance import WatermarkError, ensure_dev_watermark_keys, load_watermark_keys
+    from hallmark.compose import watermark_keys
+    from provenance import WatermarkError
 
     settings = _settings()
     path = settings.watermark_keys_path
     try:
-        keys = load_watermark_keys(path) if settings.watermark_keys else ensure_dev_watermark_keys(path)
-    except WatermarkError as exc:
+        keys = watermark_keys(settings)
+    except (WatermarkError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     out = Console()
     out.print(f"watermark keys in {path}")
@@ -239,15 +240,15 @@ def keys_list() -> None:
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Add a new embedding key and retire the others; videos marked with them still verify."""
-    from provenance import WatermarkError, ensure_dev_watermark_keys, rotate_watermark_keys
+    from hallmark.compose import watermark_keys
+    from provenance import WatermarkError, rotate_watermark_keys
 
     settings = _settings()
     path = settings.watermark_keys_path
     try:
-        if not settings.watermark_keys:
-            ensure_dev_watermark_keys(path)
+        watermark_keys(settings)  # a readable key file, created on first use in development
         new = rotate_watermark_keys(path)
-    except WatermarkError as exc:
+    except (WatermarkError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     Console().print(f"[green]new embedding key[/] id {new.key_id} in {path}; older keys now detect only")
 

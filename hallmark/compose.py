@@ -24,6 +24,7 @@ from provenance import (
     TileMark,
     VideoWatermark,
     VisibleWatermark,
+    WatermarkKey,
     ensure_dev_chain,
     ensure_dev_watermark_keys,
     load_watermark_keys,
@@ -63,15 +64,20 @@ def open_store(settings: Settings) -> AuditStore:
     return AuditStore(settings.resolved_database_url)
 
 
-def build_watermark(settings: Settings) -> VideoWatermark:
-    """TileMark with the deployment's keys (a development key on first run), or a baseline method."""
-    if settings.watermark_method != "tilemark":
-        return InvisibleWatermark(settings.watermark_method)
+def watermark_keys(settings: Settings) -> list[WatermarkKey]:
+    """The configured key file (which must exist), or the development one, created on first use."""
     if settings.watermark_keys is not None:
         if not settings.watermark_keys.is_file():
             raise ValueError(f"HALLMARK_WATERMARK_KEYS={settings.watermark_keys}: no such file")
-        return TileMark(load_watermark_keys(settings.watermark_keys))
-    return TileMark(ensure_dev_watermark_keys(settings.watermark_keys_path))
+        return load_watermark_keys(settings.watermark_keys)
+    return ensure_dev_watermark_keys(settings.watermark_keys_path)
+
+
+def build_watermark(settings: Settings) -> VideoWatermark:
+    """TileMark with the deployment's keys, or a baseline method."""
+    if settings.watermark_method != "tilemark":
+        return InvisibleWatermark(settings.watermark_method)
+    return TileMark(watermark_keys(settings))
 
 
 def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedPipeline:

@@ -20,15 +20,15 @@ How it works, in one place:
   spread-spectrum marks, at a fixed PSNR per frame. Working on segment means rather than single
   frames is what the detector sees, and moving content costs less to cancel.
 * **Detection.** Frames are reduced to luma at a working height of 256, averaged, whitened
-  (high-pass, then divided by the local standard deviation; this also cancels brightness and
-  contrast changes), then for each candidate scale (crop ratios 1 to 1.4) folded onto one tile
+  (high-pass, then divided by the local variance; a brightness or contrast change only rescales
+  the result), then for each candidate scale (crop ratios 1 to 1.4) folded onto one tile
   period and cross-correlated with the sync tile by FFT; the peak gives the crop offset. The
   untouched geometry is decoded first, then the best sync candidates (soft Viterbi); a candidate
   is accepted only when CRC-24 and key id match. Known weak spot: fast camera pans under strong
   compression (the encoder drags the static pattern along with the moving picture).
 * **False positives.** For an unmarked window each decode attempt passes the 32-bit check (CRC-24
   and key id) with probability 2^-32, so the reported false-positive probability is
-  attempts x 2^-32; bench/watermark.py measures it empirically on unmarked windows.
+  attempts x 2^-32; bench/watermark_fpr.py measures it empirically on unmarked windows.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ TILE_CHIPS = 32  # chips per tile side; the tile period is half the frame height
 WORK_HEIGHT = 256  # detector working height: the tile period is 128 samples, a chip 4
 WORK_PERIOD = WORK_HEIGHT // 2
 SYNC_WEIGHT = 1.5  # sync amplitude relative to data chips
+DATA_AMPLITUDE = 1 / np.sqrt(1 + SYNC_WEIGHT**2)  # a data chip's amplitude in a unit-power chip
 HIGHPASS_SIGMA = 3.0  # whitening, in working samples
 NORM_SIGMA = 2.5  # local variance window, in working samples
 NORM_POWER = 2.0  # divide by the local variance: weights each region by its reliability
@@ -187,6 +188,7 @@ class KeyedLayout:
         self.spread = _keyed_signs(key.secret, b"spread", n)
         self.scramble = (_keyed_signs(key.secret, b"scramble", CODED_BITS) > 0).astype(np.int8)
         self.chips_per_bit = np.bincount(self.bit_of_chip, minlength=CODED_BITS).astype(np.float32)
+        self.nominal_bits = self.chips_per_bit * np.float32(DATA_AMPLITUDE)  # per unit pattern amplitude
         self.sync_template = _highpass_periodic(_tile_upsample(self.sync.reshape(TILE_CHIPS, TILE_CHIPS)))
         self.sync_spectrum = np.conj(np.fft.rfft2(self.sync_template))
 
@@ -197,7 +199,7 @@ class KeyedLayout:
 
     def chips(self, signs: np.ndarray) -> np.ndarray:
         data = signs[self.bit_of_chip] * self.spread
-        return (SYNC_WEIGHT * self.sync + data) / np.float32(np.sqrt(1 + SYNC_WEIGHT**2))
+        return (SYNC_WEIGHT * self.sync + data) * np.float32(DATA_AMPLITUDE)
 
     def bit_statistics(self, estimates: np.ndarray) -> tuple[float, np.ndarray]:
         """Sync amplitude and per-coded-bit soft values (before descrambling) from chip estimates."""
@@ -339,7 +341,6 @@ class TileMark:
         pattern_work = synth_work(base)
         target_rms = 255.0 / 10 ** (self.target_psnr / 20)
         amp = target_rms / float(np.sqrt(np.mean(pattern * pattern)))
-        per_bit = layout.chips_per_bit / np.float32(np.sqrt(1 + SYNC_WEIGHT**2))
         work = np.stack([cv2.resize(luma(f), size, interpolation=cv2.INTER_AREA) for f in frames])
         out = np.empty_like(frames)
         for segment in _segments(len(frames)):
@@ -357,7 +358,7 @@ class TileMark:
                 scale = _base_scale(pattern_work, extra_w, target_rms)
                 actual = chip_estimates(fold(whiten(y + scale * pattern_work + extra_w)))
                 _, bits = layout.bit_statistics(actual)
-                short = np.clip((1 + MARGIN) * gain * scale * per_bit - bits * signs, 0, None)
+                short = np.clip((1 + MARGIN) * gain * scale * layout.nominal_bits - bits * signs, 0, None)
                 lift = (short / (gain * layout.chips_per_bit)) * signs
                 extra = extra + lift[layout.bit_of_chip] * layout.spread
             extra_full = synth(extra)
@@ -501,9 +502,8 @@ def _host_compensation(
     that cancels it; where the picture helps, nothing is added.
     """
     host_sync, host_bits = layout.bit_statistics(host)
-    against = np.clip(
-        margin * layout.chips_per_bit / np.sqrt(1 + SYNC_WEIGHT**2) - host_bits * signs, 0, None
-    )  # how far the picture pulls each bit the wrong way
+    # How far the picture pulls each bit below `margin` times its nominal statistic.
+    against = np.clip(margin * layout.nominal_bits - host_bits * signs, 0, None)
     per_chip = against / (gain * layout.chips_per_bit)
     sync_lift = max(0.0, -host_sync) / gain
     chips = (per_chip * signs)[layout.bit_of_chip] * layout.spread + sync_lift * layout.sync
