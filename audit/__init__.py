@@ -1,6 +1,12 @@
-"""The audit log: every request, allowed or blocked, in an append-only hash-chained store."""
+"""The audit log: every request, allowed or blocked, in an append-only hash-chained store,
+with reviewer decisions, redactions, signed checkpoints and API keys."""
 
-from audit.models import GenerationRecord, VerdictRow
-from audit.store import AuditStore, ChainReport, RecordDraft
+from audit.checkpoint import CheckpointKey
+from audit.migrate import SchemaError
+from audit.models import Decision, GenerationRecord, RecordContent, Redaction, VerdictRow
+from audit.store import AuditError, AuditStore, ChainReport, CheckpointStatement, RecordDraft
 
-__all__ = ["AuditStore", "ChainReport", "GenerationRecord", "RecordDraft", "VerdictRow"]
+__all__ = [
+    "AuditError", "AuditStore", "ChainReport", "CheckpointKey", "CheckpointStatement", "Decision",
+    "GenerationRecord", "RecordContent", "RecordDraft", "Redaction", "SchemaError", "VerdictRow",
+]  # fmt: skip

@@ -1,57 +1,160 @@
-"""sqlmodel tables of the audit log."""
+"""sqlmodel tables of the audit log.
+
+Three kinds of rows form one hash chain, ordered by a sequence number `seq` that is shared by all
+three tables: generation records, reviewer decisions and redaction events. Chained rows are only
+ever inserted. The one thing the code ever deletes is a record's *content* (prompt and input-image
+hash, in `record_content`), and only together with a chained redaction event that says so; the
+chain covers a salted hash of the content, so it stays verifiable after the content is gone.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
 
+def _utc_column(index: bool = False) -> Column:
+    # Timezone-aware on every backend: hashes cover these values, so they must round-trip exactly.
+    return Column(DateTime(timezone=True), nullable=False, index=index)
+
+
+class ChainHead(SQLModel, table=True):
+    """The newest chained row (one row, id 1). Writers lock it to extend the chain."""
+
+    __tablename__ = "chain_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    row_hash: str
+    checkpoint_seq: int = 0  # the head covered by the newest signed checkpoint
+
+
 class GenerationRecord(SQLModel, table=True):
-    """One generation request, allowed or not. Rows are only ever inserted."""
+    """One generation request, allowed or not."""
 
     __tablename__ = "generation_records"
+    __table_args__ = (
+        Index("ix_records_score", "top_score", "seq"),
+        Index("ix_records_review", "needs_review", "top_score", "seq"),
+        Index("ix_records_tenant_seq", "tenant", "seq"),
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     generation_id: str = Field(index=True, unique=True)
-    # Timezone-aware on every backend: the hash covers this value, so it must round-trip exactly.
-    created_at: dt.datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: dt.datetime = Field(sa_column=_utc_column(index=True))
     tenant: str = "default"
-    user: str = "local"
-    prompt: str
-    input_image_sha256: str | None = None
+    user: str = Field(default="local", index=True)
     policy_name: str
-    policy_version: str
-    model_id: str
+    policy_version: str = Field(index=True)
+    model_id: str = Field(index=True)
     model_version: str
     status: str = Field(index=True)  # released, blocked or error
     flagged: bool = False
-    blocked_stage: str | None = None  # the stage that blocked or failed
+    needs_review: bool = False  # blocked or flagged: belongs in the review queue until decided
+    blocked_stage: str | None = Field(default=None, index=True)  # the stage that blocked or failed
     reason: str | None = None  # what blocked it, or the error
+    top_score: float = 0.0  # the highest verdict score, and where it came from
+    top_category: str | None = None
+    top_classifier: str | None = None
     output_sha256: str | None = Field(default=None, index=True)
     output_path: str | None = None
     watermark_payload: str | None = Field(default=None, index=True, unique=True)
     watermark_method: str | None = None
+    watermark_key_id: int | None = None
     manifest_label: str | None = Field(default=None, index=True)
+    content_hash: str  # sha256 over the salted content in record_content
     prev_hash: str
-    record_hash: str = Field(unique=True)
+    row_hash: str = Field(unique=True)
+
+
+class RecordContent(SQLModel, table=True):
+    """What a redaction removes: the prompt and the input image's hash."""
+
+    __tablename__ = "record_content"
+
+    record_seq: int = Field(primary_key=True, foreign_key="generation_records.seq")
+    salt: str  # random per record: the content hash reveals nothing once the content is gone
+    prompt: str
+    input_image_sha256: str | None = None
 
 
 class VerdictRow(SQLModel, table=True):
-    """One classifier verdict of a generation record."""
+    """One classifier verdict of a generation record (covered by the record's hash)."""
 
     __tablename__ = "verdicts"
+    __table_args__ = (Index("ix_verdicts_category_score", "category", "score"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    record_id: int = Field(foreign_key="generation_records.id", index=True)
+    record_seq: int = Field(foreign_key="generation_records.seq", index=True)
     position: int  # order within the record
     stage: str
-    classifier: str
+    classifier: str = Field(index=True)
     classifier_version: str
-    category: str = Field(index=True)
+    category: str
     score: float
     threshold: float
     action: str
     calibrated: bool
     detail: str = ""
+
+
+class Decision(SQLModel, table=True):
+    """A reviewer's decision on a record: confirm, overturn or escalate. Never changed; a later
+    decision on the same record supersedes it."""
+
+    __tablename__ = "decisions"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    record_seq: int = Field(foreign_key="generation_records.seq", index=True)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    decision: str
+    reason: str
+    reviewer: str  # the API key's name
+    reviewer_key: str  # the API key's public id
+    prev_hash: str
+    row_hash: str = Field(unique=True)
+
+
+class Redaction(SQLModel, table=True):
+    """A redaction event: the record's content was erased on request."""
+
+    __tablename__ = "redactions"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    record_seq: int = Field(foreign_key="generation_records.seq", index=True)
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    reason: str
+    requested_by: str
+    prev_hash: str
+    row_hash: str = Field(unique=True)
+
+
+class Checkpoint(SQLModel, table=True):
+    """A signed statement of the chain head: truncation or a rewrite of the chain breaks it."""
+
+    __tablename__ = "checkpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    head_seq: int = Field(index=True)
+    head_hash: str
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    signer: str  # sha256 of the signing certificate (DER)
+    algorithm: str
+    signature: str  # base64
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: only a hash of the secret is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_id: str = Field(index=True, unique=True)  # public part, shown in logs and decisions
+    secret_sha256: str
+    role: str  # generator, reviewer or admin
+    tenant: str | None = None  # generator keys see only this tenant's records
+    name: str
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    revoked_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -1,38 +1,43 @@
 """The append-only, hash-chained audit store (SQLite by default, PostgreSQL by URL).
 
-Each record's hash covers its content (including its verdicts) and the previous record's hash,
-so changing, removing or reordering any row breaks the chain from that row on. Two things the
-chain alone cannot show: removal of the newest records (truncation), and a rewrite of the whole
-chain by someone with write access; signed checkpoints of the chain head are the remedy for both.
+Records, reviewer decisions and redaction events share one chain (see audit/chain.py). Writers
+extend it one transaction at a time: SQLite takes its write lock at BEGIN, PostgreSQL locks the
+chain-head row. Changing, removing or reordering any row breaks the chain from that row on;
+removing the newest rows, or rewriting the whole chain, is caught by the signed checkpoints of
+the chain head, which are written every `checkpoint_every` rows and by `checkpoint()`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
+import heapq
+import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlalchemy import event, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, create_engine, select
 
-from audit.models import GenerationRecord, VerdictRow
+from audit import chain, migrate
+from audit.checkpoint import CheckpointKey
+from audit.models import (
+    ChainHead,
+    Checkpoint,
+    Decision,
+    GenerationRecord,
+    RecordContent,
+    Redaction,
+    VerdictRow,
+)
 
-GENESIS = "0" * 64
-_CHAIN_LOCK = 0x68616C6D  # advisory lock key for the chain head on PostgreSQL
-# The record fields the hash covers; ids and hashes themselves are excluded.
-_HASHED_FIELDS = (
-    "generation_id", "created_at", "tenant", "user", "prompt", "input_image_sha256",
-    "policy_name", "policy_version", "model_id", "model_version", "status", "flagged",
-    "blocked_stage", "reason", "output_sha256", "output_path", "watermark_payload",
-    "watermark_method", "manifest_label",
-)  # fmt: skip
-_VERDICT_FIELDS = (
-    "stage", "classifier", "classifier_version", "category", "score", "threshold", "action",
-    "calibrated", "detail",
-)  # fmt: skip
+DECISIONS = ("confirm", "overturn", "escalate")
+
+
+class AuditError(ValueError):
+    """A request the store refuses (unknown record, bad decision, ...); nothing was written."""
 
 
 @dataclass
@@ -57,128 +62,434 @@ class RecordDraft:
     output_path: str | None = None
     watermark_payload: str | None = None
     watermark_method: str | None = None
+    watermark_key_id: int | None = None
     manifest_label: str | None = None
 
 
 @dataclass(frozen=True)
+class CheckpointStatement:
+    """A checkpoint as it is published: enough to check the chain against it later."""
+
+    head_seq: int
+    head_hash: str
+    created_at: dt.datetime
+    signer: str
+    algorithm: str
+    signature: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "created_at": chain.utc(self.created_at).isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointStatement:
+        values = {k: data[k] for k in ("head_seq", "head_hash", "signer", "algorithm", "signature")}
+        return cls(created_at=dt.datetime.fromisoformat(data["created_at"]), **values)
+
+
+@dataclass
 class ChainReport:
     ok: bool
-    records_checked: int
-    first_broken_id: int | None = None
+    rows_checked: int
+    first_broken_seq: int | None = None
     problem: str | None = None
-
-
-def _content_hash(record: GenerationRecord, verdicts: list[VerdictRow]) -> str:
-    content = {name: getattr(record, name) for name in _HASHED_FIELDS}
-    content["created_at"] = _utc(record.created_at).isoformat()
-    content["verdicts"] = [
-        {name: (round(getattr(v, name), 6) if name in ("score", "threshold") else getattr(v, name))
-         for name in _VERDICT_FIELDS}
-        for v in sorted(verdicts, key=lambda v: v.position)
-    ]  # fmt: skip
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-
-def _chain(prev_hash: str, content_hash: str) -> str:
-    return hashlib.sha256(f"{prev_hash}:{content_hash}".encode()).hexdigest()
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite returns naive datetimes; every timestamp here is written in UTC.
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    checkpoints_checked: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 class AuditStore:
-    """Writes and reads generation records. `url` is any SQLAlchemy URL (sqlite:///..., postgresql://...)."""
+    """Writes and reads the audit log. `url` is any SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...).
 
-    def __init__(self, url: str) -> None:
+    A new, empty database is migrated to the current schema on first open; an older one must be
+    upgraded with `hallmark db upgrade` first.
+    """
+
+    def __init__(
+        self, url: str, checkpoint_key: CheckpointKey | None = None, checkpoint_every: int = 1000
+    ) -> None:
         if url.startswith("sqlite://") and url.removeprefix("sqlite://") in ("", "/", "/:memory:"):
             raise ValueError("an in-memory SQLite audit log would be lost on exit; give a file path")
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self._engine = create_engine(url)
-        self._writer = self._engine
-        if self._engine.dialect.name == "sqlite":
+        self.checkpoint_key = checkpoint_key
+        self.checkpoint_every = checkpoint_every
+        self.engine = create_engine(url)
+        self._writer = self.engine
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
             # Writes take the write lock at BEGIN, so concurrent writers serialise on the chain
-            # head; reads use the plain engine and never wait for it.
+            # head; reads use the plain engine and (in WAL mode) never wait for a writer.
             self._writer = create_engine(url)
+            event.listen(self._writer, "connect", _sqlite_pragmas)
             event.listen(self._writer, "connect", lambda c, _r: setattr(c, "isolation_level", None))
             event.listen(self._writer, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
-        SQLModel.metadata.create_all(self._engine)
+        migrate.ensure_current(self.engine)
+
+    # ---- writing --------------------------------------------------------------------------
 
     def record(self, draft: RecordDraft) -> GenerationRecord:
         """Append one record with its verdicts, chained to the current head."""
-        with Session(self._writer) as session, session.begin():
-            if self._writer.dialect.name == "postgresql":
-                # One writer at a time extends the chain (SQLite gets this from BEGIN IMMEDIATE).
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
-            head = session.exec(
-                select(GenerationRecord).order_by(GenerationRecord.id.desc()).limit(1)
-            ).first()
-            values = {k: v for k, v in draft.__dict__.items() if k != "verdicts"}
-            record = GenerationRecord(
-                **values,
-                created_at=dt.datetime.now(dt.UTC),
-                prev_hash=head.record_hash if head else GENESIS,
-                record_hash="",
-            )
-            verdicts = [
-                VerdictRow(record_id=0, position=i, **{k: v[k] for k in _VERDICT_FIELDS})
-                for i, v in enumerate(draft.verdicts)
-            ]
-            record.record_hash = _chain(record.prev_hash, _content_hash(record, verdicts))
-            session.add(record)
-            session.flush()
-            for verdict in verdicts:
-                verdict.record_id = record.id
-                session.add(verdict)
-            session.flush()
-            session.expunge(record)
-        return record
+        return GenerationRecord(**self.record_many([draft])[0])
+
+    def record_many(self, drafts: Sequence[RecordDraft]) -> list[dict[str, Any]]:
+        """Append records in one transaction: all of them are written, or none. Returns their columns."""
+        with self._extend() as (session, head):
+            records, contents, verdicts = [], [], []
+            for draft in drafts:
+                record, content, rows = _build_record(draft, head)
+                records.append(record)
+                contents.append(content)
+                verdicts.extend(rows)
+            conn = session.connection()
+            try:
+                conn.execute(insert(GenerationRecord), records)
+                conn.execute(insert(RecordContent), contents)
+                if verdicts:
+                    conn.execute(insert(VerdictRow), verdicts)
+            except IntegrityError as exc:
+                raise AuditError(f"record refused, nothing written: {_constraint(exc)}") from exc
+        return records
+
+    def decide(
+        self, generation_id: str, decision: str, reason: str, reviewer: str, reviewer_key: str
+    ) -> Decision:
+        """Append a reviewer decision on a record."""
+        if decision not in DECISIONS:
+            raise AuditError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        if not reason.strip():
+            raise AuditError("a decision needs a reason")
+        with self._extend() as (session, head):
+            record_seq = self._seq_of(session, generation_id)
+            row = Decision(seq=head.seq + 1, record_seq=record_seq, created_at=_now(), decision=decision,
+                           reason=reason.strip(), reviewer=reviewer, reviewer_key=reviewer_key,
+                           prev_hash=head.row_hash, row_hash="")  # fmt: skip
+            row.row_hash = chain.decision_hash(row.prev_hash, row)
+            head.seq, head.row_hash = row.seq, row.row_hash
+            session.connection().execute(insert(Decision), [_columns(row)])
+        return row
+
+    def redact(self, generation_id: str, reason: str, requested_by: str) -> Redaction:
+        """Erase a record's prompt and input-image hash, and append the event that says so."""
+        if not reason.strip():
+            raise AuditError("a redaction needs a reason")
+        with self._extend() as (session, head):
+            record_seq = self._seq_of(session, generation_id)
+            if session.get(RecordContent, record_seq) is None:
+                raise AuditError(f"record {generation_id} is already redacted")
+            row = Redaction(seq=head.seq + 1, record_seq=record_seq, created_at=_now(),
+                            reason=reason.strip(), requested_by=requested_by, prev_hash=head.row_hash,
+                            row_hash="")  # fmt: skip
+            row.row_hash = chain.redaction_hash(row.prev_hash, row)
+            head.seq, head.row_hash = row.seq, row.row_hash
+            conn = session.connection()
+            conn.execute(insert(Redaction), [_columns(row)])
+            conn.execute(RecordContent.__table__.delete().where(RecordContent.record_seq == record_seq))
+        return row
+
+    def checkpoint(self) -> CheckpointStatement:
+        """Sign the current chain head now."""
+        if self.checkpoint_key is None:
+            raise AuditError("no checkpoint key configured")
+        with self._extend(force_checkpoint=True) as (_session, _head):
+            pass
+        return self.checkpoints()[-1]
+
+    def _seq_of(self, session: Session, generation_id: str) -> int:
+        seq = session.exec(
+            select(GenerationRecord.seq).where(GenerationRecord.generation_id == generation_id)
+        ).first()
+        if seq is None:
+            raise AuditError(f"no record with generation id {generation_id!r}")
+        return seq
+
+    def _extend(self, force_checkpoint: bool = False):
+        return _ChainTransaction(self, force_checkpoint)
+
+    # ---- reading --------------------------------------------------------------------------
 
     def get(self, generation_id: str) -> GenerationRecord | None:
-        with Session(self._engine) as session:
-            return session.exec(
-                select(GenerationRecord).where(GenerationRecord.generation_id == generation_id)
-            ).first()
+        return self._one(select(GenerationRecord).where(GenerationRecord.generation_id == generation_id))
+
+    def get_seq(self, seq: int) -> GenerationRecord | None:
+        with Session(self.engine) as session:
+            return session.get(GenerationRecord, seq)
 
     def find_by_sha256(self, output_sha256: str) -> GenerationRecord | None:
-        """The released record whose output file has this sha256, if any."""
-        with Session(self._engine) as session:
-            query = select(GenerationRecord).where(GenerationRecord.output_sha256 == output_sha256)
-            return session.exec(query.order_by(GenerationRecord.id)).first()
+        """The record whose released file has this sha256, if any."""
+        query = select(GenerationRecord).where(GenerationRecord.output_sha256 == output_sha256)
+        return self._one(query.order_by(GenerationRecord.seq))
 
     def find_by_payload(self, watermark_payload: str) -> GenerationRecord | None:
         """The record whose invisible watermark carries this payload (payloads are unique)."""
-        with Session(self._engine) as session:
-            query = select(GenerationRecord).where(GenerationRecord.watermark_payload == watermark_payload)
+        return self._one(
+            select(GenerationRecord).where(GenerationRecord.watermark_payload == watermark_payload)
+        )
+
+    def find_by_manifest(self, manifest_label: str) -> GenerationRecord | None:
+        query = select(GenerationRecord).where(GenerationRecord.manifest_label == manifest_label)
+        return self._one(query.order_by(GenerationRecord.seq))
+
+    def content(self, record_seq: int) -> RecordContent | None:
+        """The prompt and input-image hash; None once redacted."""
+        with Session(self.engine) as session:
+            return session.get(RecordContent, record_seq)
+
+    def verdicts(self, record_seq: int) -> list[VerdictRow]:
+        query = select(VerdictRow).where(VerdictRow.record_seq == record_seq).order_by(VerdictRow.position)
+        return self._all(query)
+
+    def decisions(self, record_seq: int) -> list[Decision]:
+        return self._all(select(Decision).where(Decision.record_seq == record_seq).order_by(Decision.seq))
+
+    def redactions(self, record_seq: int) -> list[Redaction]:
+        return self._all(select(Redaction).where(Redaction.record_seq == record_seq).order_by(Redaction.seq))
+
+    def checkpoints(self) -> list[CheckpointStatement]:
+        rows = self._all(select(Checkpoint).order_by(Checkpoint.head_seq, Checkpoint.id))
+        return [
+            CheckpointStatement(r.head_seq, r.head_hash, r.created_at, r.signer, r.algorithm, r.signature)
+            for r in rows
+        ]
+
+    def head(self) -> ChainHead:
+        with Session(self.engine) as session:
+            return session.get(ChainHead, 1)
+
+    def _one(self, query):
+        with Session(self.engine) as session:
             return session.exec(query).first()
 
-    def verdicts(self, record_id: int) -> list[VerdictRow]:
-        with Session(self._engine) as session:
-            return list(
-                session.exec(
-                    select(VerdictRow).where(VerdictRow.record_id == record_id).order_by(VerdictRow.position)
-                )
-            )
+    def _all(self, query) -> list:
+        with Session(self.engine) as session:
+            return list(session.exec(query))
 
-    def verify_chain(self) -> ChainReport:
-        """Recompute every record's hash in order; report the first broken link."""
-        prev = GENESIS
-        checked = 0
-        with Session(self._engine) as session:
-            records = session.exec(select(GenerationRecord).order_by(GenerationRecord.id))
-            for record in records:
-                verdicts = list(session.exec(select(VerdictRow).where(VerdictRow.record_id == record.id)))
-                if record.prev_hash != prev:
-                    return ChainReport(False, checked, record.id, "previous-hash link does not match")
-                if _chain(prev, _content_hash(record, verdicts)) != record.record_hash:
-                    return ChainReport(False, checked, record.id, "record content does not match its hash")
-                prev = record.record_hash
-                checked += 1
-        return ChainReport(True, checked)
+    # ---- verification ---------------------------------------------------------------------
+
+    def verify_chain(self, extra_checkpoints: Sequence[CheckpointStatement] = ()) -> ChainReport:
+        """Recompute every chained row in order and check the head and the signed checkpoints.
+
+        Reports the first broken link: a row whose content no longer matches its hash, a row whose
+        previous-hash link does not match (a row removed or inserted before it), content erased
+        without a redaction event, or the end of the chain before a signed checkpoint (truncation).
+        """
+        checkpoints = sorted([*self.checkpoints(), *extra_checkpoints], key=lambda c: c.head_seq)
+        report = ChainReport(ok=True, rows_checked=0)
+        problems: list[tuple[int, str]] = []
+        pending = list(checkpoints)
+        for c in checkpoints:
+            message = chain.checkpoint_message(c.head_seq, c.head_hash, c.created_at)
+            if self.checkpoint_key is None:
+                report.warnings.append("checkpoint signatures not checked: no checkpoint key configured")
+                break
+            if c.signer != self.checkpoint_key.fingerprint:
+                report.warnings.append(f"checkpoint at seq {c.head_seq} is signed by another certificate "
+                                       f"({c.signer[:16]}...); not trusted")  # fmt: skip
+                pending.remove(c)
+            elif not self.checkpoint_key.verify(message, c.signature):
+                problems.append((c.head_seq, "a checkpoint's signature does not verify (forged or altered)"))
+                pending.remove(c)
+
+        prev, last_seq = chain.GENESIS, 0
+        missing_content: list[int] = []
+        redacted: set[int] = set()
+        with self.engine.connect() as conn:
+            for kind, row, verdicts, has_content, content_ok in _chained_rows(conn):
+                seq = row["seq"]
+                if row["prev_hash"] != prev:
+                    problems.append(
+                        (seq, "previous-hash link does not match (a row was removed, inserted or reordered)")
+                    )
+                    break
+                if kind == "record":
+                    computed = chain.record_hash(prev, row, verdicts)
+                    if has_content and not content_ok:
+                        problems.append(
+                            (seq, "record content (prompt or image hash) does not match its hash")
+                        )
+                        break
+                    if not has_content:
+                        missing_content.append(seq)
+                elif kind == "decision":
+                    computed = chain.decision_hash(prev, row)
+                else:
+                    computed = chain.redaction_hash(prev, row)
+                    redacted.add(row["record_seq"])
+                if computed != row["row_hash"]:
+                    problems.append((seq, f"{kind} content does not match its hash"))
+                    break
+                while pending and pending[0].head_seq <= seq:
+                    c = pending.pop(0)
+                    if c.head_seq < seq or c.head_hash != row["row_hash"]:
+                        problems.append(
+                            (c.head_seq, "the chain differs from a signed checkpoint (rewritten)")
+                        )
+                    else:
+                        report.checkpoints_checked += 1
+                prev, last_seq = row["row_hash"], seq
+                report.rows_checked += 1
+            head = conn.execute(select(ChainHead.seq, ChainHead.row_hash)).first()
+        if not problems:
+            for c in pending:
+                problems.append((c.head_seq, f"rows up to seq {c.head_seq} were signed in a checkpoint but the "
+                                             f"chain ends at seq {last_seq} (truncated)"))  # fmt: skip
+            if head is None or (head.seq, head.row_hash) != (last_seq, prev):
+                problems.append((last_seq + 1, f"the chain head says seq {head.seq if head else None} but the "
+                                               f"chain ends at seq {last_seq} (truncated)"))  # fmt: skip
+            for seq in missing_content:
+                if seq not in redacted:
+                    problems.append((seq, "record content was erased without a redaction event"))
+                    break
+        if problems:
+            seq, problem = min(problems)
+            report.ok, report.first_broken_seq, report.problem = False, seq, problem
+        return report
 
     def dispose(self) -> None:
-        self._engine.dispose()
+        self.engine.dispose()
         self._writer.dispose()
+
+
+class _ChainTransaction:
+    """`with store._extend() as (session, head)`: one write transaction holding the chain head."""
+
+    def __init__(self, store: AuditStore, force_checkpoint: bool) -> None:
+        self.store, self.force_checkpoint = store, force_checkpoint
+
+    def __enter__(self) -> tuple[Session, ChainHead]:
+        self.session = Session(self.store._writer)
+        self.transaction = self.session.begin()
+        query = select(ChainHead).where(ChainHead.id == 1)
+        if self.store._writer.dialect.name == "postgresql":
+            query = query.with_for_update()  # one writer at a time extends the chain
+        self.head = self.session.exec(query).one()
+        self.start_seq = self.head.seq
+        return self.session, self.head
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+                self.transaction.commit()
+            else:
+                self.transaction.rollback()
+        finally:
+            self.session.close()
+
+    def _finish(self) -> None:
+        head, store, conn = self.head, self.store, self.session.connection()
+        key = store.checkpoint_key
+        due = key is not None and head.seq - head.checkpoint_seq >= store.checkpoint_every
+        if key is not None and (self.force_checkpoint or due):
+            created_at = _now()
+            message = chain.checkpoint_message(head.seq, head.row_hash, created_at)
+            conn.execute(insert(Checkpoint), [{
+                "head_seq": head.seq, "head_hash": head.row_hash, "created_at": created_at,
+                "signer": key.fingerprint, "algorithm": key.algorithm, "signature": key.sign(message),
+            }])  # fmt: skip
+            head.checkpoint_seq = head.seq
+        conn.execute(
+            update(ChainHead)
+            .where(ChainHead.id == 1)
+            .values(seq=head.seq, row_hash=head.row_hash, checkpoint_seq=head.checkpoint_seq)
+        )
+        self.session.expunge(head)
+
+
+def _build_record(draft: RecordDraft, head: ChainHead) -> tuple[dict, dict, list[dict]]:
+    """The rows (column dicts) for one draft, chained to `head`, which moves on to the new record.
+
+    Plain dicts, not model objects: validating models costs more than hashing and inserting."""
+    seq = head.seq + 1
+    salt = secrets.token_hex(16)
+    content = {"record_seq": seq, "salt": salt, "prompt": draft.prompt,
+               "input_image_sha256": draft.input_image_sha256}  # fmt: skip
+    verdicts = []
+    for i, v in enumerate(draft.verdicts):
+        row = {k: v[k] for k in chain.VERDICT_FIELDS}
+        row.update(record_seq=seq, position=i, score=round(float(row["score"]), 6),
+                   threshold=round(float(row["threshold"]), 6))  # fmt: skip
+        verdicts.append(row)
+    top = max(verdicts, key=lambda v: v["score"], default=None)
+    record = {
+        k: v for k, v in draft.__dict__.items() if k not in ("verdicts", "prompt", "input_image_sha256")
+    }
+    record.update(
+        seq=seq,
+        created_at=_now(),
+        needs_review=draft.status == "blocked" or draft.flagged,
+        top_score=top["score"] if top else 0.0,
+        top_category=top["category"] if top else None,
+        top_classifier=top["classifier"] if top else None,
+        content_hash=chain.content_hash(salt, draft.prompt, draft.input_image_sha256),
+        prev_hash=head.row_hash,
+    )
+    record["row_hash"] = chain.record_hash(record["prev_hash"], record, verdicts)
+    head.seq, head.row_hash = seq, record["row_hash"]
+    return record, content, verdicts
+
+
+def _chained_rows(conn) -> Iterator[tuple[str, dict, list[dict], bool, bool]]:
+    """Every chained row in seq order: (kind, row, verdicts, content present, content matches)."""
+    records = _stream(conn, select(GenerationRecord).order_by(GenerationRecord.seq))
+    verdicts = _stream(conn, select(VerdictRow).order_by(VerdictRow.record_seq, VerdictRow.position))
+    contents = _stream(conn, select(RecordContent).order_by(RecordContent.record_seq))
+
+    def with_parts() -> Iterator[tuple[int, str, dict, list[dict], bool, bool]]:
+        next_verdict, next_content = next(verdicts, None), next(contents, None)
+        for row in records:
+            seq = row["seq"]
+            own = []
+            while next_verdict is not None and next_verdict["record_seq"] <= seq:
+                if next_verdict["record_seq"] == seq:
+                    own.append(next_verdict)
+                next_verdict = next(verdicts, None)
+            while next_content is not None and next_content["record_seq"] < seq:
+                next_content = next(contents, None)
+            present = next_content is not None and next_content["record_seq"] == seq
+            matches = (
+                present
+                and chain.content_hash(
+                    next_content["salt"], next_content["prompt"], next_content["input_image_sha256"]
+                )
+                == row["content_hash"]
+            )
+            yield seq, "record", row, own, present, matches
+
+    decisions = ((r["seq"], "decision", r, [], True, True)
+                 for r in _stream(conn, select(Decision).order_by(Decision.seq)))  # fmt: skip
+    redactions = ((r["seq"], "redaction", r, [], True, True)
+                  for r in _stream(conn, select(Redaction).order_by(Redaction.seq)))  # fmt: skip
+    for _seq, kind, row, own, present, matches in heapq.merge(
+        with_parts(), decisions, redactions, key=lambda t: t[0]
+    ):
+        yield kind, row, own, present, matches
+
+
+def _stream(conn, query) -> Iterator[dict]:
+    result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+    for row in result.mappings():
+        yield dict(row)
+
+
+def _columns(model, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {c.name: getattr(model, c.name) for c in model.__table__.columns if c.name not in skip}
+
+
+def _constraint(exc: IntegrityError) -> str:
+    text = str(exc.orig).lower()
+    for column in ("watermark_payload", "generation_id", "row_hash"):
+        if column in text:
+            return f"{column} already exists in the audit log"
+    return str(exc.orig).splitlines()[0]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer, nor it them
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint of the WAL
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -303,12 +303,13 @@ class GuardedPipeline:
             output_path=str(request.output.resolve()) if result.status == "released" else None,
             watermark_payload=result.watermark_payload,
             watermark_method=self.invisible_watermark.name if result.watermark_payload else None,
+            watermark_key_id=result.watermark_key_id if result.watermark_payload else None,
             manifest_label=result.manifest_label,
         )
         start = time.perf_counter()
         progress("audit", 0, 1)
         # No try: if the audit write fails, the exception propagates and nothing is released.
-        result.record_id = self.audit.record(draft).id
+        result.record_id = self.audit.record(draft).seq
         result.timings["audit"] = time.perf_counter() - start
         progress("audit", 1, 1)
 

@@ -15,9 +15,15 @@ app = typer.Typer(help="Hallmark: guarded, watermarked and signed AI video gener
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 policy_app = typer.Typer(help="Generation policies.", no_args_is_help=True)
 keys_app = typer.Typer(help="TileMark watermark keys (secrets are never printed).", no_args_is_help=True)
+api_keys_app = typer.Typer(
+    help="API keys for the HTTP API (roles: generator, reviewer, admin).", no_args_is_help=True
+)
+db_app = typer.Typer(help="The audit database's schema.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="watermark-keys")
+app.add_typer(api_keys_app, name="keys")
+app.add_typer(db_app, name="db")
 
 console = Console(stderr=True)
 EXIT_BLOCKED, EXIT_ERROR = 3, 4
@@ -192,7 +198,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
-    """Run the HTTP API (verification at POST /v1/verify; OpenAPI at /docs)."""
+    """Run the HTTP API: POST /v1/verify (public), the review API under /v1/audit and its page at
+    /review (API keys), OpenAPI at /docs."""
     import uvicorn
 
     from hallmark.app import create_app
@@ -200,23 +207,153 @@ def serve(
     uvicorn.run(create_app(_settings()), host=host, port=port)
 
 
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the hash chain of the audit log and report the first broken link."""
+def _store(settings):
+    from audit import SchemaError
     from hallmark.compose import open_store
 
+    try:
+        return open_store(settings)
+    except SchemaError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@audit_app.command("verify")
+def audit_verify(
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A checkpoint file kept elsewhere (from `hallmark audit checkpoint --out`); repeatable."
+        ),
+    ] = None,
+) -> None:
+    """Recompute the audit log's hash chain, check its signed checkpoints, report the first broken link."""
+    from audit import CheckpointStatement
+
     settings = _settings()
-    report = open_store(settings).verify_chain()
+    extra = []
+    for path in checkpoint or []:
+        try:
+            extra.append(CheckpointStatement.from_dict(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError) as exc:
+            raise _fail(f"{path}: not a checkpoint file: {exc}") from exc
+    with console.status("Checking the audit chain..."):
+        report = _store(settings).verify_chain(extra)
+    for warning in dict.fromkeys(report.warnings):
+        console.print(f"[yellow]warning:[/] {warning}")
     if report.ok:
         Console().print(
-            f"[green]audit chain intact[/]: {report.records_checked} records in {settings.resolved_database_url}"
+            f"[green]audit chain intact[/]: {report.rows_checked} rows, "
+            f"{report.checkpoints_checked} signed checkpoints in {settings.resolved_database_url}"
         )
         return
     raise _fail(
-        f"audit chain broken at record #{report.first_broken_id}: {report.problem} "
-        f"({report.records_checked} records before it are intact)",
+        f"audit chain broken at seq {report.first_broken_seq}: {report.problem} "
+        f"({report.rows_checked} rows before it are intact)",
         code=EXIT_ERROR,
     )
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the signed checkpoint here (keep a copy off this machine)."),
+    ] = None,
+) -> None:
+    """Sign the current head of the audit chain now."""
+    statement = _store(_settings()).checkpoint()
+    if out is not None:
+        out.write_text(json.dumps(statement.to_dict(), indent=2) + "\n")
+    Console().print(f"[green]checkpoint[/] signed at seq {statement.head_seq} ({statement.head_hash[:16]}...)"
+                    + (f", written to {out}" if out else ""))  # fmt: skip
+
+
+@audit_app.command("redact")
+def audit_redact(
+    generation_id: Annotated[str, typer.Argument(help="The record whose prompt and image hash to erase.")],
+    reason: Annotated[str, typer.Option(help="The request this answers (kept in the log).")],
+    by: Annotated[str, typer.Option(help="Who asked for it.")] = "cli",
+) -> None:
+    """Erase a record's prompt and input-image hash; a chained redaction event records it."""
+    from audit import AuditError
+
+    try:
+        row = _store(_settings()).redact(generation_id, reason, by)
+    except AuditError as exc:
+        raise _fail(str(exc)) from exc
+    Console().print(f"[green]redacted[/] {generation_id} (event seq {row.seq})")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the audit database to this version's schema (back it up first)."""
+    from sqlalchemy import create_engine
+
+    from audit import SchemaError
+    from audit.migrate import upgrade
+
+    settings = _settings()
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        before, after = upgrade(engine)
+    except SchemaError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    state = "already at" if before == after else f"upgraded from {before or 'empty'} to"
+    Console().print(f"[green]{settings.resolved_database_url}[/]: {state} schema revision {after}")
+
+
+@api_keys_app.command("create")
+def api_keys_create(
+    role: Annotated[str, typer.Option(help="generator, reviewer or admin.")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="For generator keys: the tenant whose records it sees.")
+    ] = None,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from audit import AuditError
+    from audit.keys import create_key
+
+    try:
+        row, key = create_key(_store(_settings()), role, name, tenant)
+    except AuditError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"[green]created[/] {row.role} key {row.key_id} for {row.name}"
+                  + (f" (tenant {row.tenant})" if row.tenant else "") + "; it is shown only this once:")  # fmt: skip
+    print(key)
+
+
+@api_keys_app.command("list")
+def api_keys_list() -> None:
+    """Show every key's id, role, tenant, name and state (never the secret)."""
+    from audit.keys import list_keys
+
+    table = Table()
+    for column in ("key id", "role", "tenant", "name", "created", "state"):
+        table.add_column(column)
+    for row in list_keys(_store(_settings())):
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        table.add_row(
+            row.key_id, row.role, row.tenant or "", row.name, f"{row.created_at:%Y-%m-%d %H:%M}", state
+        )
+    Console().print(table)
+
+
+@api_keys_app.command("revoke")
+def api_keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id shown by `hallmark keys list`.")],
+) -> None:
+    """Revoke a key at once."""
+    from audit import AuditError
+    from audit.keys import revoke_key
+
+    try:
+        revoke_key(_store(_settings()), key_id)
+    except AuditError as exc:
+        raise _fail(str(exc)) from exc
+    Console().print(f"[green]revoked[/] {key_id}")
 
 
 @keys_app.command("list")

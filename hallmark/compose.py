@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from audit import AuditStore
+from audit import AuditStore, CheckpointKey
 from generator import DiffusersBackend, GuardedPipeline
 from hallmark.settings import Settings
 from moderation import (
@@ -61,7 +61,11 @@ def trust_anchors_pem(settings: Settings) -> str:
 
 
 def open_store(settings: Settings) -> AuditStore:
-    return AuditStore(settings.resolved_database_url)
+    """The audit store; its chain-head checkpoints are signed with the deployment's signing key."""
+    material = signing_material(settings)
+    key = CheckpointKey.from_files(material.chain_path, material.key_path)
+    return AuditStore(settings.resolved_database_url, checkpoint_key=key,
+                      checkpoint_every=settings.audit_checkpoint_every)  # fmt: skip
 
 
 def watermark_keys(settings: Settings) -> list[WatermarkKey]:

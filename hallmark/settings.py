@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     max_upload_mb: int = Field(default=512, gt=0)  # POST /v1/verify
 
+    # The audit chain head is signed (with the signing key above) every this many chained rows.
+    audit_checkpoint_every: int = Field(default=1000, gt=0)
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

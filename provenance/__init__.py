@@ -5,7 +5,7 @@ from provenance.invisible import InvisibleWatermark
 from provenance.manifest import ManifestFacts, ManifestSigner, SigningError, read_manifest
 from provenance.tilemark import TileMark
 from provenance.verify import VerificationReport, sha256_file, verify
-from provenance.video import VideoError, decode_frames, encode_mp4
+from provenance.video import VideoError, decode_frames, encode_mp4, thumbnail_strip
 from provenance.visible import VisibleWatermark
 from provenance.watermark import (
     VideoWatermark,
@@ -35,6 +35,7 @@ __all__ = [
     "check_chain",
     "decode_frames",
     "encode_mp4",
+    "thumbnail_strip",
     "ensure_dev_chain",
     "ensure_dev_watermark_keys",
     "load_watermark_keys",

@@ -54,3 +54,39 @@ def iter_frames(path: Path, max_frames: int | None = None, format: str = "rgb24"
 def decode_frames(path: Path, max_frames: int | None = None) -> np.ndarray:
     """Decode the first video stream to (T,H,W,3) uint8 RGB."""
     return np.stack(list(iter_frames(path, max_frames)))
+
+
+def thumbnail_strip(path: Path, count: int = 8, height: int = 96) -> bytes:
+    """A PNG of `count` frames spread evenly over the video, side by side, each `height` pixels high."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            total = stream.frames or 0
+            wanted = (
+                set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist()) if total else None
+            )
+            picked = []
+            for index, frame in enumerate(container.decode(video=0)):
+                if wanted is None or index in wanted:
+                    image = frame.to_image()
+                    picked.append(image.resize((max(1, round(image.width * height / image.height)), height)))
+                if wanted is None and len(picked) == count:
+                    break
+    except av.FFmpegError as exc:
+        raise VideoError(f"{path}: not a readable video: {exc}") from exc
+    if not picked:
+        raise VideoError(f"{path}: no frames")
+    strip = Image.new("RGB", (sum(p.width for p in picked), height))
+    x = 0
+    for image in picked:
+        strip.paste(image, (x, 0))
+        x += image.width
+    out = io.BytesIO()
+    strip.save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,362 @@
+"""Review queries over the audit store: filtered lists with cursor pagination, the review queue,
+statistics and streaming exports. Pure reads; every query is one SQL statement per page.
+
+Pagination is by keyset (the last row's sort key and seq), so a page never repeats or skips a row
+when records are written between page requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import Date, and_, cast, exists, func, or_
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, select
+
+from audit.chain import utc
+from audit.models import Decision, GenerationRecord, RecordContent, Redaction, VerdictRow
+from audit.store import DECISIONS, AuditError, AuditStore
+
+Status = Literal["released", "blocked", "error"]
+DecisionName = Literal["confirm", "overturn", "escalate"]
+
+
+class RecordFilter(BaseModel):
+    """Which records a list, an export or the statistics cover. Every field is optional."""
+
+    model_config = {"extra": "forbid"}
+
+    since: dt.datetime | None = Field(None, description="created at or after (ISO 8601; UTC if no zone)")
+    until: dt.datetime | None = Field(None, description="created before (ISO 8601; UTC if no zone)")
+    tenant: str | None = None
+    user: str | None = None
+    status: Status | None = None
+    blocked_stage: str | None = Field(None, description="the stage that blocked or failed the request")
+    stage: str | None = Field(None, description="with classifier/category/min_score: a verdict at this stage")
+    classifier: str | None = Field(None, description="a verdict by this classifier")
+    category: str | None = Field(None, description="a verdict in this category")
+    min_score: float | None = Field(
+        None, ge=0, description="a verdict (matching the above) scoring at least this"
+    )
+    policy_version: str | None = None
+    model: str | None = Field(None, description="model id")
+    reviewed: bool | None = Field(None, description="true: has a reviewer decision; false: has none")
+    decision: DecisionName | None = Field(None, description="the latest reviewer decision")
+    q: str | None = Field(
+        None, min_length=1, max_length=200, description="text in the prompt (case-insensitive)"
+    )
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return None if value is None else utc(value)
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")
+
+
+Sort = Literal["time", "score"]
+Order = Literal["desc", "asc"]
+R = GenerationRecord
+
+
+def conditions(f: RecordFilter) -> list:
+    """SQL conditions on generation_records for a filter."""
+    where: list = []
+    for value, column in ((f.tenant, R.tenant), (f.user, R.user), (f.status, R.status),
+                          (f.blocked_stage, R.blocked_stage), (f.policy_version, R.policy_version),
+                          (f.model, R.model_id)):  # fmt: skip
+        if value is not None:
+            where.append(column == value)
+    if f.since is not None:
+        where.append(R.created_at >= f.since)
+    if f.until is not None:
+        where.append(R.created_at < f.until)
+    if f.stage or f.classifier or f.category:
+        verdict = [VerdictRow.record_seq == R.seq]
+        for value, column in ((f.stage, VerdictRow.stage), (f.classifier, VerdictRow.classifier),
+                              (f.category, VerdictRow.category)):  # fmt: skip
+            if value is not None:
+                verdict.append(column == value)
+        if f.min_score is not None:
+            verdict.append(VerdictRow.score >= f.min_score)
+        where.append(exists().where(*verdict))
+    elif f.min_score is not None:
+        where.append(R.top_score >= f.min_score)  # the highest verdict score, kept on the record
+    if f.reviewed is not None:
+        decided = exists().where(Decision.record_seq == R.seq)
+        where.append(decided if f.reviewed else ~decided)
+    if f.decision is not None:
+        where.append(_latest_decision_is(f.decision))
+    if f.q is not None:
+        pattern = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(
+            exists().where(
+                RecordContent.record_seq == R.seq, RecordContent.prompt.ilike(pattern, escape="\\")
+            )
+        )
+    return where
+
+
+def _latest_decision_is(decision: str):
+    later = aliased(Decision)
+    return exists().where(
+        Decision.record_seq == R.seq,
+        Decision.decision == decision,
+        ~exists().where(later.record_seq == R.seq, later.seq > Decision.seq),
+    )
+
+
+def encode_cursor(sort: str, order: str, row: dict[str, Any]) -> str:
+    data = {"sort": sort, "order": order, "seq": row["seq"]}
+    if sort == "score":
+        data["score"] = row["top_score"]
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str, order: str) -> dict[str, Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        assert isinstance(data, dict) and isinstance(data["seq"], int)
+        if sort == "score":
+            assert isinstance(data["score"], int | float)
+    except (ValueError, binascii.Error, AssertionError, KeyError, TypeError) as exc:
+        raise AuditError("field 'cursor': not a cursor this API returned") from exc
+    if (data.get("sort"), data.get("order")) != (sort, order):
+        raise AuditError(f"field 'cursor': it belongs to a list sorted by {data.get('sort')} {data.get('order')}, "
+                         f"not {sort} {order}")  # fmt: skip
+    return data
+
+
+def _keyset(sort: Sort, order: Order, cursor: str | None) -> tuple[list, list]:
+    """ORDER BY and the condition that starts after the cursor."""
+    desc = order == "desc"
+    by_seq = R.seq.desc() if desc else R.seq.asc()
+    order_by = [(R.top_score.desc() if desc else R.top_score.asc()), by_seq] if sort == "score" else [by_seq]
+    if cursor is None:
+        return order_by, []
+    after = decode_cursor(cursor, sort, order)
+    beyond = (lambda col, v: col < v) if desc else (lambda col, v: col > v)
+    if sort == "time":
+        return order_by, [beyond(R.seq, after["seq"])]
+    return order_by, [or_(beyond(R.top_score, after["score"]),
+                          and_(R.top_score == after["score"], beyond(R.seq, after["seq"])))]  # fmt: skip
+
+
+def list_records(
+    store: AuditStore, f: RecordFilter, sort: Sort = "time", order: Order = "desc",
+    cursor: str | None = None, limit: int = 50, extra: list | None = None,
+) -> Page:  # fmt: skip
+    order_by, start = _keyset(sort, order, cursor)
+    query = select(R).where(*conditions(f), *start, *(extra or [])).order_by(*order_by).limit(limit + 1)
+    with Session(store.engine) as session:
+        rows = [r.model_dump() for r in session.exec(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = summaries(session, rows)
+    next_cursor = encode_cursor(sort, order, rows[-1]) if more and rows else None
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def review_queue(store: AuditStore, escalated: bool = False, cursor: str | None = None, limit: int = 50,
+                 tenant: str | None = None) -> Page:  # fmt: skip
+    """Blocked and flagged records without a decision (or, with `escalated`, whose latest decision
+    is an escalation), highest score first."""
+    extra = [R.needs_review.is_(True)]
+    extra.append(
+        _latest_decision_is("escalate") if escalated else ~exists().where(Decision.record_seq == R.seq)
+    )
+    return list_records(store, RecordFilter(tenant=tenant), "score", "desc", cursor, limit, extra)
+
+
+def summaries(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The list view of records: columns plus prompt (None once redacted) and latest decision."""
+    if not rows:
+        return []
+    seqs = [r["seq"] for r in rows]
+    prompts = dict(session.exec(select(RecordContent.record_seq, RecordContent.prompt)
+                                .where(RecordContent.record_seq.in_(seqs))).all())  # fmt: skip
+    latest: dict[int, str] = {}
+    for record_seq, decision in session.exec(
+        select(Decision.record_seq, Decision.decision)
+        .where(Decision.record_seq.in_(seqs))
+        .order_by(Decision.seq)
+    ):
+        latest[record_seq] = decision
+    return [summary(r, prompts.get(r["seq"]), latest.get(r["seq"])) for r in rows]
+
+
+def summary(row: dict[str, Any], prompt: str | None, latest_decision: str | None) -> dict[str, Any]:
+    return {
+        "seq": row["seq"],
+        "generation_id": row["generation_id"],
+        "created_at": utc(row["created_at"]).isoformat(),
+        "tenant": row["tenant"],
+        "user": row["user"],
+        "status": row["status"],
+        "flagged": row["flagged"],
+        "blocked_stage": row["blocked_stage"],
+        "reason": row["reason"],
+        "top_score": row["top_score"],
+        "top_category": row["top_category"],
+        "top_classifier": row["top_classifier"],
+        "policy": {"name": row["policy_name"], "version": row["policy_version"]},
+        "model": {"id": row["model_id"], "version": row["model_version"]},
+        "output_sha256": row["output_sha256"],
+        "watermark": {
+            "payload": row["watermark_payload"],
+            "method": row["watermark_method"],
+            "key_id": row["watermark_key_id"],
+        },  # fmt: skip
+        "manifest_label": row["manifest_label"],
+        "prompt": prompt,
+        "redacted": prompt is None,
+        "latest_decision": latest_decision,
+    }
+
+
+def detail(store: AuditStore, record: GenerationRecord) -> dict[str, Any]:
+    """One record with its verdicts, decisions and redactions."""
+    content = store.content(record.seq)
+    decisions = store.decisions(record.seq)
+    out = summary(record.model_dump(), content.prompt if content else None,
+                  decisions[-1].decision if decisions else None)  # fmt: skip
+    out["input_image_sha256"] = content.input_image_sha256 if content else None
+    out["row_hash"] = record.row_hash
+    out["verdicts"] = [
+        {
+            k: getattr(v, k)
+            for k in (
+                "stage",
+                "classifier",
+                "classifier_version",
+                "category",
+                "score",
+                "threshold",
+                "action",
+                "calibrated",
+                "detail",
+            )
+        }  # fmt: skip
+        for v in store.verdicts(record.seq)
+    ]
+    out["decisions"] = [_decision(d) for d in decisions]
+    out["redactions"] = [
+        {
+            "seq": r.seq,
+            "created_at": utc(r.created_at).isoformat(),
+            "reason": r.reason,
+            "requested_by": r.requested_by,
+        }
+        for r in store.redactions(record.seq)
+    ]
+    return out
+
+
+def _decision(d: Decision) -> dict[str, Any]:
+    return {"seq": d.seq, "created_at": utc(d.created_at).isoformat(), "decision": d.decision, "reason": d.reason,
+            "reviewer": d.reviewer, "reviewer_key": d.reviewer_key}  # fmt: skip
+
+
+def decision_view(d: Decision) -> dict[str, Any]:
+    return _decision(d)
+
+
+def stats(store: AuditStore, f: RecordFilter) -> dict[str, Any]:
+    """Counts by status, category (non-allow verdicts) and day; block rate per classifier."""
+    where = conditions(f)
+    with Session(store.engine) as session:
+        by_status = dict(session.exec(select(R.status, func.count()).where(*where).group_by(R.status)).all())
+        day = func.date(R.created_at) if store.engine.dialect.name == "sqlite" else cast(
+            func.timezone("UTC", R.created_at), Date)  # fmt: skip
+        by_day: dict[str, dict[str, int]] = {}
+        for d, status, n in session.exec(
+            select(day, R.status, func.count()).where(*where).group_by(day, R.status)
+        ):
+            by_day.setdefault(str(d), {})[status] = n
+        joined = select(
+            VerdictRow.category, VerdictRow.action, func.count(func.distinct(VerdictRow.record_seq))
+        )
+        joined = joined.join(R, R.seq == VerdictRow.record_seq).where(*where, VerdictRow.action != "allow")
+        by_category: dict[str, dict[str, int]] = {}
+        for category, action, n in session.exec(joined.group_by(VerdictRow.category, VerdictRow.action)):
+            by_category.setdefault(category, {})[action] = n
+        screened = select(VerdictRow.classifier, func.count(func.distinct(VerdictRow.record_seq)))
+        screened = (
+            screened.join(R, R.seq == VerdictRow.record_seq).where(*where).group_by(VerdictRow.classifier)
+        )
+        blocked = dict(session.exec(
+            select(VerdictRow.classifier, func.count(func.distinct(VerdictRow.record_seq)))
+            .join(R, R.seq == VerdictRow.record_seq)
+            .where(*where, VerdictRow.action == "block").group_by(VerdictRow.classifier)
+        ).all())  # fmt: skip
+        per_classifier = {
+            name: {
+                "screened": n,
+                "blocked": blocked.get(name, 0),
+                "block_rate": round(blocked.get(name, 0) / n, 6),
+            }
+            for name, n in session.exec(screened)
+        }
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "by_category": by_category,
+        "by_day": dict(sorted(by_day.items())),
+        "classifiers": per_classifier,
+    }
+
+
+def iter_records(store: AuditStore, f: RecordFilter, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every matching record, oldest first, with verdicts and decisions; read a page at a time."""
+    cursor = None
+    while True:
+        order_by, start = _keyset("time", "asc", cursor)
+        query = select(R).where(*conditions(f), *start).order_by(*order_by).limit(page_size)
+        with Session(store.engine) as session:
+            rows = [r.model_dump() for r in session.exec(query)]
+            if not rows:
+                return
+            items = summaries(session, rows)
+            seqs = [r["seq"] for r in rows]
+            verdicts: dict[int, list[dict[str, Any]]] = {}
+            for v in session.exec(select(VerdictRow).where(VerdictRow.record_seq.in_(seqs))
+                                  .order_by(VerdictRow.record_seq, VerdictRow.position)):  # fmt: skip
+                verdicts.setdefault(v.record_seq, []).append(
+                    {k: getattr(v, k) for k in ("stage", "classifier", "classifier_version", "category",
+                                                "score", "threshold", "action", "calibrated", "detail")}
+                )  # fmt: skip
+            decisions: dict[int, list[dict[str, Any]]] = {}
+            for d in session.exec(
+                select(Decision).where(Decision.record_seq.in_(seqs)).order_by(Decision.seq)
+            ):
+                decisions.setdefault(d.record_seq, []).append(_decision(d))
+            redacted_at = dict(session.exec(select(Redaction.record_seq, Redaction.created_at)
+                                            .where(Redaction.record_seq.in_(seqs))).all())  # fmt: skip
+        for item in items:
+            item["verdicts"] = verdicts.get(item["seq"], [])
+            item["decisions"] = decisions.get(item["seq"], [])
+            if item["seq"] in redacted_at:
+                item["redacted_at"] = utc(redacted_at[item["seq"]]).isoformat()
+            yield item
+        cursor = encode_cursor("time", "asc", rows[-1])
+
+
+__all__ = [
+    "DECISIONS",
+    "Page",
+    "RecordFilter",
+    "detail",
+    "iter_records",
+    "list_records",
+    "review_queue",
+    "stats",
+]

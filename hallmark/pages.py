@@ -1,0 +1,29 @@
+"""Web pages served by the app. The review page is static HTML that calls the review API from the
+browser with the reviewer's key (kept in the tab's sessionStorage, never in a cookie or URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+_STATIC = Path(__file__).parent / "static"
+
+
+def build_pages() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/review", response_class=HTMLResponse)
+    def review_page() -> HTMLResponse:
+        return HTMLResponse((_STATIC / "review.html").read_text(), headers=_SECURITY_HEADERS)
+
+    return router
+
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
