@@ -111,7 +111,7 @@ def _latest_decision_is(decision: str):
     return exists().where(
         Decision.record_seq == R.seq,
         Decision.decision == decision,
-        ~exists().where(later.record_seq == R.seq, later.seq > Decision.seq),
+        ~exists().where(later.record_seq == Decision.record_seq, later.seq > Decision.seq),
     )
 
 
@@ -126,13 +126,14 @@ def decode_cursor(cursor: str, sort: str, order: str) -> dict[str, Any]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         assert isinstance(data, dict) and isinstance(data["seq"], int)
-        if sort == "score":
-            assert isinstance(data["score"], int | float)
     except (ValueError, binascii.Error, AssertionError, KeyError, TypeError) as exc:
         raise AuditError("field 'cursor': not a cursor this API returned") from exc
     if (data.get("sort"), data.get("order")) != (sort, order):
-        raise AuditError(f"field 'cursor': it belongs to a list sorted by {data.get('sort')} {data.get('order')}, "
-                         f"not {sort} {order}")  # fmt: skip
+        raise AuditError(
+            f"field 'cursor': it belongs to a list sorted by {data.get('sort')} {data.get('order')}, not {sort} {order}"
+        )
+    if sort == "score" and not isinstance(data.get("score"), int | float):
+        raise AuditError("field 'cursor': not a cursor this API returned")
     return data
 
 

@@ -304,7 +304,7 @@ class AuditStore:
                     computed = chain.record_hash(prev, row, verdicts)
                     if has_content and not content_ok:
                         problems.append(
-                            (seq, "record content (prompt or image hash) does not match its hash")
+                            (seq, "the record's prompt or image hash does not match its content hash")
                         )
                         break
                     if not has_content:
@@ -315,7 +315,8 @@ class AuditStore:
                     computed = chain.redaction_hash(prev, row)
                     redacted.add(row["record_seq"])
                 if computed != row["row_hash"]:
-                    problems.append((seq, f"{kind} content does not match its hash"))
+                    what = "record's fields or verdicts" if kind == "record" else f"{kind}'s fields"
+                    problems.append((seq, f"the {what} do not match its hash"))
                     break
                 while pending and pending[0].head_seq <= seq:
                     c = pending.pop(0)
