@@ -84,10 +84,14 @@ class VerdictRow(SQLModel, table=True):
     """One classifier verdict of a generation record (covered by the record's hash)."""
 
     __tablename__ = "verdicts"
-    __table_args__ = (Index("ix_verdicts_category_score", "category", "score"),)
+    __table_args__ = (
+        # A record's verdicts, probed per record by the category/score filters.
+        Index("ix_verdicts_record", "record_seq", "category", "score"),
+        Index("ix_verdicts_category_score", "category", "score"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    record_seq: int = Field(foreign_key="generation_records.seq", index=True)
+    record_seq: int = Field(foreign_key="generation_records.seq")
     position: int  # order within the record
     stage: str
     classifier: str = Field(index=True)

@@ -91,9 +91,10 @@ def conditions(f: RecordFilter) -> list:
         where.append(exists().where(*verdict))
     elif f.min_score is not None:
         where.append(R.top_score >= f.min_score)  # the highest verdict score, kept on the record
-    if f.reviewed is not None:
-        decided = exists().where(Decision.record_seq == R.seq)
-        where.append(decided if f.reviewed else ~decided)
+    if f.reviewed is True:  # decisions are few: look them up first
+        where.append(R.seq.in_(select(Decision.record_seq)))
+    elif f.reviewed is False:
+        where.append(~exists().where(Decision.record_seq == R.seq))
     if f.decision is not None:
         where.append(_latest_decision_is(f.decision))
     if f.q is not None:
@@ -107,12 +108,13 @@ def conditions(f: RecordFilter) -> list:
 
 
 def _latest_decision_is(decision: str):
+    """Records whose newest decision is `decision` (decisions are few: they are looked up first)."""
     later = aliased(Decision)
-    return exists().where(
-        Decision.record_seq == R.seq,
+    latest = select(Decision.record_seq).where(
         Decision.decision == decision,
         ~exists().where(later.record_seq == Decision.record_seq, later.seq > Decision.seq),
     )
+    return R.seq.in_(latest)
 
 
 def encode_cursor(sort: str, order: str, row: dict[str, Any]) -> str:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, update
+from sqlalchemy import Connection, event, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine, select
 
@@ -124,23 +125,26 @@ class AuditStore:
             event.listen(self._writer, "connect", lambda c, _r: setattr(c, "isolation_level", None))
             event.listen(self._writer, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
         migrate.ensure_current(self.engine)
+        self._group = _GroupCommit(self.record_many)
 
     # ---- writing --------------------------------------------------------------------------
 
     def record(self, draft: RecordDraft) -> GenerationRecord:
-        """Append one record with its verdicts, chained to the current head."""
-        return GenerationRecord(**self.record_many([draft])[0])
+        """Append one record with its verdicts, chained to the current head.
+
+        Returns once the record is committed. Calls from several threads at once share
+        transactions (group commit), so throughput grows with concurrency."""
+        return GenerationRecord(**self._group.submit(draft))
 
     def record_many(self, drafts: Sequence[RecordDraft]) -> list[dict[str, Any]]:
         """Append records in one transaction: all of them are written, or none. Returns their columns."""
-        with self._extend() as (session, head):
+        with self._extend() as (conn, head):
             records, contents, verdicts = [], [], []
             for draft in drafts:
                 record, content, rows = _build_record(draft, head)
                 records.append(record)
                 contents.append(content)
                 verdicts.extend(rows)
-            conn = session.connection()
             try:
                 conn.execute(insert(GenerationRecord), records)
                 conn.execute(insert(RecordContent), contents)
@@ -158,30 +162,34 @@ class AuditStore:
             raise AuditError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
         if not reason.strip():
             raise AuditError("a decision needs a reason")
-        with self._extend() as (session, head):
-            record_seq = self._seq_of(session, generation_id)
+        with self._extend() as (conn, head):
+            record_seq = self._seq_of(conn, generation_id)
             row = Decision(seq=head.seq + 1, record_seq=record_seq, created_at=_now(), decision=decision,
                            reason=reason.strip(), reviewer=reviewer, reviewer_key=reviewer_key,
                            prev_hash=head.row_hash, row_hash="")  # fmt: skip
             row.row_hash = chain.decision_hash(row.prev_hash, row)
             head.seq, head.row_hash = row.seq, row.row_hash
-            session.connection().execute(insert(Decision), [_columns(row)])
+            conn.execute(insert(Decision), [_columns(row)])
         return row
 
     def redact(self, generation_id: str, reason: str, requested_by: str) -> Redaction:
         """Erase a record's prompt and input-image hash, and append the event that says so."""
         if not reason.strip():
             raise AuditError("a redaction needs a reason")
-        with self._extend() as (session, head):
-            record_seq = self._seq_of(session, generation_id)
-            if session.get(RecordContent, record_seq) is None:
+        with self._extend() as (conn, head):
+            record_seq = self._seq_of(conn, generation_id)
+            if (
+                conn.execute(
+                    select(RecordContent.record_seq).where(RecordContent.record_seq == record_seq)
+                ).first()
+                is None
+            ):
                 raise AuditError(f"record {generation_id} is already redacted")
             row = Redaction(seq=head.seq + 1, record_seq=record_seq, created_at=_now(),
                             reason=reason.strip(), requested_by=requested_by, prev_hash=head.row_hash,
                             row_hash="")  # fmt: skip
             row.row_hash = chain.redaction_hash(row.prev_hash, row)
             head.seq, head.row_hash = row.seq, row.row_hash
-            conn = session.connection()
             conn.execute(insert(Redaction), [_columns(row)])
             conn.execute(RecordContent.__table__.delete().where(RecordContent.record_seq == record_seq))
         return row
@@ -190,14 +198,14 @@ class AuditStore:
         """Sign the current chain head now."""
         if self.checkpoint_key is None:
             raise AuditError("no checkpoint key configured")
-        with self._extend(force_checkpoint=True) as (_session, _head):
+        with self._extend(force_checkpoint=True) as (_conn, _head):
             pass
         return self.checkpoints()[-1]
 
-    def _seq_of(self, session: Session, generation_id: str) -> int:
-        seq = session.exec(
+    def _seq_of(self, conn: Connection, generation_id: str) -> int:
+        seq = conn.execute(
             select(GenerationRecord.seq).where(GenerationRecord.generation_id == generation_id)
-        ).first()
+        ).scalar_one_or_none()
         if seq is None:
             raise AuditError(f"no record with generation id {generation_id!r}")
         return seq
@@ -351,20 +359,20 @@ class AuditStore:
 
 
 class _ChainTransaction:
-    """`with store._extend() as (session, head)`: one write transaction holding the chain head."""
+    """`with store._extend() as (conn, head)`: one write transaction holding the chain head."""
 
     def __init__(self, store: AuditStore, force_checkpoint: bool) -> None:
         self.store, self.force_checkpoint = store, force_checkpoint
 
-    def __enter__(self) -> tuple[Session, ChainHead]:
-        self.session = Session(self.store._writer)
-        self.transaction = self.session.begin()
-        query = select(ChainHead).where(ChainHead.id == 1)
+    def __enter__(self) -> tuple[Connection, ChainHead]:
+        self.conn = self.store._writer.connect()
+        self.transaction = self.conn.begin()
+        query = select(ChainHead.seq, ChainHead.row_hash, ChainHead.checkpoint_seq).where(ChainHead.id == 1)
         if self.store._writer.dialect.name == "postgresql":
             query = query.with_for_update()  # one writer at a time extends the chain
-        self.head = self.session.exec(query).one()
-        self.start_seq = self.head.seq
-        return self.session, self.head
+        seq, row_hash, checkpoint_seq = self.conn.execute(query).one()
+        self.head = ChainHead(seq=seq, row_hash=row_hash, checkpoint_seq=checkpoint_seq)
+        return self.conn, self.head
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -374,10 +382,10 @@ class _ChainTransaction:
             else:
                 self.transaction.rollback()
         finally:
-            self.session.close()
+            self.conn.close()
 
     def _finish(self) -> None:
-        head, store, conn = self.head, self.store, self.session.connection()
+        head, store, conn = self.head, self.store, self.conn
         key = store.checkpoint_key
         due = key is not None and head.seq - head.checkpoint_seq >= store.checkpoint_every
         if key is not None and (self.force_checkpoint or due):
@@ -393,7 +401,67 @@ class _ChainTransaction:
             .where(ChainHead.id == 1)
             .values(seq=head.seq, row_hash=head.row_hash, checkpoint_seq=head.checkpoint_seq)
         )
-        self.session.expunge(head)
+
+
+class _GroupCommit:
+    """Concurrent `record()` calls share transactions. A caller that finds no write in progress
+    writes everything queued so far (up to `limit`) in one transaction; the others wait for it.
+    A batch that the database refuses is retried one record at a time, so one bad record fails
+    alone. Every caller returns only after its own record is committed (or raises)."""
+
+    def __init__(self, write_many, limit: int = 500) -> None:
+        self._write_many, self._limit = write_many, limit
+        self._cond = threading.Condition()
+        self._queue: list[_Slot] = []
+        self._busy = False
+
+    def submit(self, draft: RecordDraft) -> dict[str, Any]:
+        slot = _Slot(draft)
+        with self._cond:
+            self._queue.append(slot)
+            while not slot.done and self._busy:
+                self._cond.wait()
+            if not slot.done:
+                self._busy = True
+                batch, self._queue = self._queue[: self._limit], self._queue[self._limit :]
+        if not slot.done:
+            try:
+                self._write(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        if slot.error is not None:
+            raise slot.error
+        return slot.row
+
+    def _write(self, batch: list[_Slot]) -> None:
+        try:
+            for slot, row in zip(batch, self._write_many([s.draft for s in batch]), strict=True):
+                slot.row = row
+        except AuditError as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                for slot in batch:
+                    try:
+                        slot.row = self._write_many([slot.draft])[0]
+                    except Exception as each:  # noqa: BLE001  (handed to its own caller)
+                        slot.error = each
+        except Exception as exc:  # the database is unreachable, ...: every caller sees it
+            for slot in batch:
+                slot.error = exc
+        finally:
+            for slot in batch:
+                slot.done = True
+
+
+@dataclass
+class _Slot:
+    draft: RecordDraft
+    row: dict[str, Any] | None = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 def _build_record(draft: RecordDraft, head: ChainHead) -> tuple[dict, dict, list[dict]]:

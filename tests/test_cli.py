@@ -61,7 +61,7 @@ def test_generate_then_verify_then_tamper(env, tmp_path):
     assert report["record"]["matched_by"] == "watermark payload" and not report["record"]["matches_file"]
 
     chain = hallmark("audit", "verify", env=env)
-    assert chain.returncode == 0 and "1 records" in chain.stdout
+    assert chain.returncode == 0 and "intact: 1 rows" in chain.stdout
 
 
 def test_blocked_prompt_exits_3_and_writes_no_file(env, tmp_path):
