@@ -35,10 +35,14 @@ class GenerationRecord(SQLModel, table=True):
     """One generation request, allowed or not."""
 
     __tablename__ = "generation_records"
+    # Each list the review API serves sorted (by seq, or by top_score then seq) under its most
+    # common equality filter has an index in that order, so a page is read without sorting.
     __table_args__ = (
         Index("ix_records_score", "top_score", "seq"),
         Index("ix_records_review", "needs_review", "top_score", "seq"),
         Index("ix_records_tenant_seq", "tenant", "seq"),
+        Index("ix_records_tenant_score", "tenant", "top_score", "seq"),
+        Index("ix_records_status_score", "status", "top_score", "seq"),
     )
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})

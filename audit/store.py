@@ -364,14 +364,14 @@ class _ChainTransaction:
     def __init__(self, store: AuditStore, force_checkpoint: bool) -> None:
         self.store, self.force_checkpoint = store, force_checkpoint
 
-    def __enter__(self) -> tuple[Connection, ChainHead]:
+    def __enter__(self) -> tuple[Connection, _Head]:
         self.conn = self.store._writer.connect()
         self.transaction = self.conn.begin()
         query = select(ChainHead.seq, ChainHead.row_hash, ChainHead.checkpoint_seq).where(ChainHead.id == 1)
         if self.store._writer.dialect.name == "postgresql":
             query = query.with_for_update()  # one writer at a time extends the chain
         seq, row_hash, checkpoint_seq = self.conn.execute(query).one()
-        self.head = ChainHead(seq=seq, row_hash=row_hash, checkpoint_seq=checkpoint_seq)
+        self.head = _Head(seq, row_hash, checkpoint_seq)
         return self.conn, self.head
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -457,6 +457,15 @@ class _GroupCommit:
 
 
 @dataclass
+class _Head:
+    """The chain head as a write transaction sees and advances it (the `chain_head` row)."""
+
+    seq: int
+    row_hash: str
+    checkpoint_seq: int
+
+
+@dataclass
 class _Slot:
     draft: RecordDraft
     row: dict[str, Any] | None = None
@@ -464,7 +473,7 @@ class _Slot:
     done: bool = False
 
 
-def _build_record(draft: RecordDraft, head: ChainHead) -> tuple[dict, dict, list[dict]]:
+def _build_record(draft: RecordDraft, head: _Head) -> tuple[dict, dict, list[dict]]:
     """The rows (column dicts) for one draft, chained to `head`, which moves on to the new record.
 
     Plain dicts, not model objects: validating models costs more than hashing and inserting."""

@@ -113,6 +113,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_records_review", ["needs_review", "top_score", "seq"], unique=False)
         batch_op.create_index("ix_records_score", ["top_score", "seq"], unique=False)
         batch_op.create_index("ix_records_tenant_seq", ["tenant", "seq"], unique=False)
+        batch_op.create_index("ix_records_tenant_score", ["tenant", "top_score", "seq"], unique=False)
+        batch_op.create_index("ix_records_status_score", ["status", "top_score", "seq"], unique=False)
 
     op.create_table(
         "decisions",
@@ -212,6 +214,8 @@ def downgrade() -> None:
 
     op.drop_table("decisions")
     with op.batch_alter_table("generation_records", schema=None) as batch_op:
+        batch_op.drop_index("ix_records_status_score")
+        batch_op.drop_index("ix_records_tenant_score")
         batch_op.drop_index("ix_records_tenant_seq")
         batch_op.drop_index("ix_records_score")
         batch_op.drop_index("ix_records_review")
