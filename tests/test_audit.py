@@ -334,3 +334,59 @@ def test_cli_keys_db_upgrade_checkpoint_and_verify(tmp_path):
     assert broken.returncode == 4
     assert f"seq {store.get('gen-1').seq}" in broken.stderr and "1 rows before it are intact" in broken.stderr
     store.dispose()
+
+
+_WRITER = """
+import sys
+from audit import AuditStore, RecordDraft
+store = AuditStore(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    store.record(RecordDraft(generation_id=f"{sys.argv[2]}-{i}", prompt="p", policy_name="p", policy_version="1",
+                             model_id="m", model_version="1", status="blocked"))
+store.decide(f"{sys.argv[2]}-0", "confirm", "ok", "r", "k")
+"""
+
+
+def test_writers_in_separate_processes_keep_one_intact_chain(url):
+    AuditStore(url).dispose()  # migrate once, before the writers race
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, url, f"p{k}", "15"]) for k in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    store = AuditStore(url)
+    report = store.verify_chain()
+    assert report.ok and report.rows_checked == 3 * 16
+    store.dispose()
+
+
+def test_hallmark_serve_answers_over_real_http(tmp_path):
+    import socket
+    import time
+
+    import httpx
+
+    from hallmark.compose import open_store
+    from hallmark.settings import Settings
+
+    store = open_store(Settings(data_dir=tmp_path))
+    store.record(draft(1, status="blocked"))
+    _, key = create_key(store, "reviewer", "rita")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"HALLMARK_DATA_DIR": str(tmp_path), "PATH": "", "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "hallmark.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        r = httpx.get(f"{base}/v1/audit/queue", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200 and [i["generation_id"] for i in r.json()["items"]] == ["gen-1"]
+        assert httpx.get(f"{base}/v1/audit/queue").status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    store.dispose()
