@@ -29,6 +29,8 @@ class ChainHead(SQLModel, table=True):
     seq: int = 0
     row_hash: str
     checkpoint_seq: int = 0  # the head covered by the newest signed checkpoint
+    # The newest row's created_at: new rows never get an earlier one, so seq order is time order.
+    created_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class GenerationRecord(SQLModel, table=True):
@@ -41,6 +43,11 @@ class GenerationRecord(SQLModel, table=True):
         Index("ix_records_score", "top_score", "seq"),
         Index("ix_records_review", "needs_review", "top_score", "seq"),
         Index("ix_records_tenant_seq", "tenant", "seq"),
+        Index("ix_records_user_seq", "user", "seq"),
+        Index("ix_records_status_seq", "status", "seq"),
+        Index("ix_records_stage_seq", "blocked_stage", "seq"),
+        Index("ix_records_policy_seq", "policy_version", "seq"),
+        Index("ix_records_model_seq", "model_id", "seq"),
         Index("ix_records_tenant_score", "tenant", "top_score", "seq"),
         Index("ix_records_status_score", "status", "top_score", "seq"),
     )
@@ -49,15 +56,15 @@ class GenerationRecord(SQLModel, table=True):
     generation_id: str = Field(index=True, unique=True)
     created_at: dt.datetime = Field(sa_column=_utc_column(index=True))
     tenant: str = "default"
-    user: str = Field(default="local", index=True)
+    user: str = "local"
     policy_name: str
-    policy_version: str = Field(index=True)
-    model_id: str = Field(index=True)
+    policy_version: str
+    model_id: str
     model_version: str
-    status: str = Field(index=True)  # released, blocked or error
+    status: str  # released, blocked or error
     flagged: bool = False
     needs_review: bool = False  # blocked or flagged: belongs in the review queue until decided
-    blocked_stage: str | None = Field(default=None, index=True)  # the stage that blocked or failed
+    blocked_stage: str | None = None  # the stage that blocked or failed
     reason: str | None = None  # what blocked it, or the error
     top_score: float = 0.0  # the highest verdict score, and where it came from
     top_category: str | None = None

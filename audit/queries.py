@@ -76,10 +76,13 @@ def conditions(f: RecordFilter) -> list:
                           (f.model, R.model_id)):  # fmt: skip
         if value is not None:
             where.append(column == value)
+    # Rows are written in time order (the store never gives a later row an earlier created_at),
+    # so a time range is a seq range: found with two index lookups, then read along the primary
+    # key in whatever order the list wants.
     if f.since is not None:
-        where.append(R.created_at >= f.since)
+        where.append(R.seq >= func.coalesce(_first_seq_at_or_after(f.since), _NO_SEQ))
     if f.until is not None:
-        where.append(R.created_at < f.until)
+        where.append(R.seq < func.coalesce(_first_seq_at_or_after(f.until), _NO_SEQ))
     if f.stage or f.classifier or f.category:
         verdict = [VerdictRow.record_seq == R.seq]
         for value, column in ((f.stage, VerdictRow.stage), (f.classifier, VerdictRow.classifier),
@@ -105,6 +108,14 @@ def conditions(f: RecordFilter) -> list:
             )
         )
     return where
+
+
+_NO_SEQ = 2**62  # greater than any seq
+
+
+def _first_seq_at_or_after(moment: dt.datetime):
+    first = select(R.seq).where(R.created_at >= moment).order_by(R.created_at, R.seq).limit(1)
+    return first.scalar_subquery()
 
 
 def _latest_decision_is(decision: str):

@@ -164,7 +164,7 @@ class AuditStore:
             raise AuditError("a decision needs a reason")
         with self._extend() as (conn, head):
             record_seq = self._seq_of(conn, generation_id)
-            row = Decision(seq=head.seq + 1, record_seq=record_seq, created_at=_now(), decision=decision,
+            row = Decision(seq=head.seq + 1, record_seq=record_seq, created_at=head.tick(), decision=decision,
                            reason=reason.strip(), reviewer=reviewer, reviewer_key=reviewer_key,
                            prev_hash=head.row_hash, row_hash="")  # fmt: skip
             row.row_hash = chain.decision_hash(row.prev_hash, row)
@@ -185,7 +185,7 @@ class AuditStore:
                 is None
             ):
                 raise AuditError(f"record {generation_id} is already redacted")
-            row = Redaction(seq=head.seq + 1, record_seq=record_seq, created_at=_now(),
+            row = Redaction(seq=head.seq + 1, record_seq=record_seq, created_at=head.tick(),
                             reason=reason.strip(), requested_by=requested_by, prev_hash=head.row_hash,
                             row_hash="")  # fmt: skip
             row.row_hash = chain.redaction_hash(row.prev_hash, row)
@@ -367,11 +367,12 @@ class _ChainTransaction:
     def __enter__(self) -> tuple[Connection, _Head]:
         self.conn = self.store._writer.connect()
         self.transaction = self.conn.begin()
-        query = select(ChainHead.seq, ChainHead.row_hash, ChainHead.checkpoint_seq).where(ChainHead.id == 1)
+        query = select(ChainHead.seq, ChainHead.row_hash, ChainHead.checkpoint_seq, ChainHead.created_at)
+        query = query.where(ChainHead.id == 1)
         if self.store._writer.dialect.name == "postgresql":
             query = query.with_for_update()  # one writer at a time extends the chain
-        seq, row_hash, checkpoint_seq = self.conn.execute(query).one()
-        self.head = _Head(seq, row_hash, checkpoint_seq)
+        seq, row_hash, checkpoint_seq, created_at = self.conn.execute(query).one()
+        self.head = _Head(seq, row_hash, checkpoint_seq, chain.utc(created_at) if created_at else None)
         return self.conn, self.head
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -399,7 +400,12 @@ class _ChainTransaction:
         conn.execute(
             update(ChainHead)
             .where(ChainHead.id == 1)
-            .values(seq=head.seq, row_hash=head.row_hash, checkpoint_seq=head.checkpoint_seq)
+            .values(
+                seq=head.seq,
+                row_hash=head.row_hash,
+                checkpoint_seq=head.checkpoint_seq,
+                created_at=head.created_at,
+            )
         )
 
 
@@ -463,6 +469,14 @@ class _Head:
     seq: int
     row_hash: str
     checkpoint_seq: int
+    created_at: dt.datetime | None
+
+    def tick(self) -> dt.datetime:
+        """The time for the next row: now, but never before the previous row (the clock may step
+        back), so that seq order is time order and time ranges can be read as seq ranges."""
+        now = _now()
+        self.created_at = now if self.created_at is None or now > self.created_at else self.created_at
+        return self.created_at
 
 
 @dataclass
@@ -493,7 +507,7 @@ def _build_record(draft: RecordDraft, head: _Head) -> tuple[dict, dict, list[dic
     }
     record.update(
         seq=seq,
-        created_at=_now(),
+        created_at=head.tick(),
         needs_review=draft.status == "blocked" or draft.flagged,
         top_score=top["score"] if top else 0.0,
         top_category=top["category"] if top else None,

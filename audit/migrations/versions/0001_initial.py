@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-25 20:46:36.788727
+Create Date: 2026-11-25 21:21:35.416844
 """
 
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("row_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("checkpoint_seq", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     # The chain starts at the genesis hash; writers lock and advance this one row.
@@ -88,9 +89,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("row_hash"),
     )
     with op.batch_alter_table("generation_records", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_generation_records_blocked_stage"), ["blocked_stage"], unique=False
-        )
         batch_op.create_index(batch_op.f("ix_generation_records_created_at"), ["created_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_generation_records_generation_id"), ["generation_id"], unique=True
@@ -98,23 +96,22 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_generation_records_manifest_label"), ["manifest_label"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_generation_records_model_id"), ["model_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_generation_records_output_sha256"), ["output_sha256"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_generation_records_policy_version"), ["policy_version"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_generation_records_status"), ["status"], unique=False)
-        batch_op.create_index(batch_op.f("ix_generation_records_user"), ["user"], unique=False)
-        batch_op.create_index(
             batch_op.f("ix_generation_records_watermark_payload"), ["watermark_payload"], unique=True
         )
+        batch_op.create_index("ix_records_model_seq", ["model_id", "seq"], unique=False)
+        batch_op.create_index("ix_records_policy_seq", ["policy_version", "seq"], unique=False)
         batch_op.create_index("ix_records_review", ["needs_review", "top_score", "seq"], unique=False)
         batch_op.create_index("ix_records_score", ["top_score", "seq"], unique=False)
-        batch_op.create_index("ix_records_tenant_seq", ["tenant", "seq"], unique=False)
-        batch_op.create_index("ix_records_tenant_score", ["tenant", "top_score", "seq"], unique=False)
+        batch_op.create_index("ix_records_stage_seq", ["blocked_stage", "seq"], unique=False)
         batch_op.create_index("ix_records_status_score", ["status", "top_score", "seq"], unique=False)
+        batch_op.create_index("ix_records_status_seq", ["status", "seq"], unique=False)
+        batch_op.create_index("ix_records_tenant_score", ["tenant", "top_score", "seq"], unique=False)
+        batch_op.create_index("ix_records_tenant_seq", ["tenant", "seq"], unique=False)
+        batch_op.create_index("ix_records_user_seq", ["user", "seq"], unique=False)
 
     op.create_table(
         "decisions",
@@ -214,21 +211,21 @@ def downgrade() -> None:
 
     op.drop_table("decisions")
     with op.batch_alter_table("generation_records", schema=None) as batch_op:
-        batch_op.drop_index("ix_records_status_score")
-        batch_op.drop_index("ix_records_tenant_score")
+        batch_op.drop_index("ix_records_user_seq")
         batch_op.drop_index("ix_records_tenant_seq")
+        batch_op.drop_index("ix_records_tenant_score")
+        batch_op.drop_index("ix_records_status_seq")
+        batch_op.drop_index("ix_records_status_score")
+        batch_op.drop_index("ix_records_stage_seq")
         batch_op.drop_index("ix_records_score")
         batch_op.drop_index("ix_records_review")
+        batch_op.drop_index("ix_records_policy_seq")
+        batch_op.drop_index("ix_records_model_seq")
         batch_op.drop_index(batch_op.f("ix_generation_records_watermark_payload"))
-        batch_op.drop_index(batch_op.f("ix_generation_records_user"))
-        batch_op.drop_index(batch_op.f("ix_generation_records_status"))
-        batch_op.drop_index(batch_op.f("ix_generation_records_policy_version"))
         batch_op.drop_index(batch_op.f("ix_generation_records_output_sha256"))
-        batch_op.drop_index(batch_op.f("ix_generation_records_model_id"))
         batch_op.drop_index(batch_op.f("ix_generation_records_manifest_label"))
         batch_op.drop_index(batch_op.f("ix_generation_records_generation_id"))
         batch_op.drop_index(batch_op.f("ix_generation_records_created_at"))
-        batch_op.drop_index(batch_op.f("ix_generation_records_blocked_stage"))
 
     op.drop_table("generation_records")
     with op.batch_alter_table("checkpoints", schema=None) as batch_op:
