@@ -1,0 +1,91 @@
+"""The review page in a real browser (headless Chromium through Selenium): a reviewer enters a
+key, opens a queued record and decides. Skipped where Chromium, chromedriver or selenium are
+missing (`apt-get install chromium chromium-driver && pip install selenium`)."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from audit import RecordDraft
+from audit.keys import create_key
+from hallmark.compose import open_store
+from hallmark.settings import Settings
+
+
+@pytest.fixture
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("chromium and chromedriver are not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--window-size=1400,900"):
+        options.add_argument(arg)
+    options.binary_location = chromium
+    drv = webdriver.Chrome(service=Service(driver), options=options)
+    yield drv
+    drv.quit()
+
+
+def test_a_reviewer_decides_from_the_page(browser, tmp_path):
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    store = open_store(Settings(data_dir=tmp_path))
+    store.record_many([
+        RecordDraft(generation_id=f"gen-{i}", prompt=f"scene {i}", policy_name="default", policy_version="1",
+                    model_id="tiny", model_version="1", status="blocked", blocked_stage="prompt", reason="blocked",
+                    verdicts=[{"stage": "prompt", "classifier": "minilm", "classifier_version": "1",
+                               "category": "sexual", "score": 0.5 + i / 10, "threshold": 0.6, "action": "block",
+                               "calibrated": True, "detail": ""}])
+        for i in range(3)
+    ])  # fmt: skip
+    _, key = create_key(store, "reviewer", "rita")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"HALLMARK_DATA_DIR": str(tmp_path), "PATH": "", "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "hallmark.cli", "serve", "--port", str(port)], env=env)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+        def wait_for(condition):
+            for _ in range(100):
+                if condition():
+                    return
+                time.sleep(0.1)
+            raise AssertionError(
+                f"page never got there; message: {browser.find_element(By.ID, 'message').text}"
+            )
+
+        browser.get(f"http://127.0.0.1:{port}/review")
+        field = browser.find_element(By.ID, "key")
+        field.send_keys(key)
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", field)
+        rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#rows tr")  # noqa: E731
+        wait_for(lambda: len(rows()) == 3)
+        assert "scene 2" in rows()[0].text  # highest score first
+        rows()[0].click()  # the key field loses focus here: that must not reload the list
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#detail form"))
+        assert "gen-2" in browser.find_element(By.ID, "detail").text
+        browser.find_element(By.CSS_SELECTOR, "#detail input").send_keys("clearly sexual")
+        browser.find_element(By.CSS_SELECTOR, "#detail form button").click()
+        wait_for(lambda: "rita: confirm" in browser.find_element(By.ID, "detail").text)
+        wait_for(lambda: len(rows()) == 2)
+        assert [d.decision for d in store.decisions(store.get("gen-2").seq)] == ["confirm"]
+        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    store.dispose()
