@@ -105,7 +105,7 @@ class VerdictRow(SQLModel, table=True):
     record_seq: int = Field(foreign_key="generation_records.seq")
     position: int  # order within the record
     stage: str
-    classifier: str = Field(index=True)
+    classifier: str  # no index of its own: SQLite would probe it per record instead of ix_verdicts_record
     classifier_version: str
     category: str
     score: float
