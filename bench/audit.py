@@ -8,9 +8,9 @@ seeded synthetic records through RecordDraft and AuditStore.record_many, --batch
 The store stamps rows with the time of writing; this script swaps that clock (audit.store._now)
 for one that spreads the rows evenly over the last --days days, so that time ranges and per-day
 statistics see a realistic share of the data. Then it times reviewer decisions (2% of the blocked
-records, at most 2,000), single-record ingest (one transaction each, the pipeline's path) from 1
-and 4 writer threads, verify_chain, and each review query --reps times with parameters drawn from
-the data. PostgreSQL is ANALYZEd first, as autovacuum would; SQLite is not (Hallmark never runs
+records, at most 2,000), single-record ingest (the pipeline's path; concurrent calls share
+transactions by group commit) from 1, 4 and 16 writer threads, verify_chain, and each review
+query --reps times with parameters drawn from the data. PostgreSQL is ANALYZEd first, as autovacuum would; SQLite is not (Hallmark never runs
 ANALYZE). Run it alone: other work on the machine slows it.
 """
 
@@ -28,6 +28,7 @@ import shlex
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -192,7 +193,7 @@ def one_by_one(
         decision = rng.choices(DECISIONS, (70, 20, 10))[0]
         store.decide(gid, decision, "benchmark review", "bench-reviewer", "bk_bench")
     rates = [(f"decide ({len(to_review):,} decisions)", len(to_review) / (time.perf_counter() - t))]
-    for threads in (1, 4):
+    for threads in (1, 4, 16):
         drafts, first = [synth.draft(i) for i in range(first, first + n)], first + n
         t = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
@@ -264,6 +265,7 @@ def time_query(make: Callable, rng: random.Random, reps: int, budget: float) -> 
 def run_backend(name: str, args) -> None:
     url, description, cleanup = open_backend(name, args)
     clock = Clock(args.days, args.records)
+    assert callable(getattr(audit.store, "_now", None)), "audit.store._now is gone: update Clock"
     audit.store._now = clock  # see the module docstring
     store = AuditStore(url)
     try:
@@ -289,9 +291,7 @@ def run_backend(name: str, args) -> None:
             log(f"{name}: {query}: {rows[-1][2]} runs, p50 {rows[-1][3]:.1f} ms, p95 {rows[-1][4]:.1f} ms")
     finally:
         store.dispose()
-        if args.keep:
-            print(f"\nkept: {url}")
-        else:
+        if not args.keep:
             cleanup()
     print(f"\n## {name}: {description}\n")
     print(f"{args.records:,} records filled in {fill_s:.0f} s; {size / 2**30:.2f} GiB on disk\n")
@@ -305,6 +305,8 @@ def run_backend(name: str, args) -> None:
     for query, has_target, runs, p50, p95 in rows:
         target, meets = ("p95 < 50 ms", "yes" if p95 < 50 else "**no**") if has_target else ("none", "-")
         print(f"| {query} | {runs} | {p50:.1f} | {p95:.1f} | {target} | {meets} |", flush=True)
+    if args.keep:
+        print(f"\nkept: {url}")
 
 
 def main() -> None:
@@ -324,7 +326,11 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine())  # fmt: skip
     print(f"$ python {shlex.join(sys.argv)}")
-    print(f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}")
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    print(
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, code at {commit or 'unknown'}"
+    )
     start = time.perf_counter()
     for name in args.backends.split(","):
         run_backend(name.strip(), args)
