@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from audit import export, queries
 from audit.keys import Principal, authenticate
 from audit.models import GenerationRecord
-from audit.queries import Page, RecordFilter
+from audit.queries import DecisionOut, Page, RecordDetail, RecordFilter, RedactionOut, Stats
 from audit.store import AuditError, AuditStore
 
 
@@ -142,9 +142,9 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
             raise refused(exc) from exc
 
     @router.get("/records/{generation_id}", summary="One record with verdicts and decisions")
-    def get_record(generation_id: str, context: Context, caller: Caller, request: Request) -> dict[str, Any]:
+    def get_record(generation_id: str, context: Context, caller: Caller, request: Request) -> RecordDetail:
         record = visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
-        return with_links(request, queries.detail(context.store, record))
+        return RecordDetail(**with_links(request, queries.detail(context.store, record)))
 
     @router.get("/lookup", summary="Find a record by output sha256, watermark payload or C2PA manifest label")
     def lookup(
@@ -152,7 +152,7 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
         sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
         watermark: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{1,64}$", description="payload, hex")] = None,
         manifest: Annotated[str | None, Query(min_length=1, max_length=500, description="manifest label")] = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> RecordDetail:  # fmt: skip
         given = [
             (n, v) for n, v in (("sha256", sha256), ("watermark", watermark), ("manifest", manifest)) if v
         ]
@@ -164,7 +164,7 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
         find = {"sha256": lambda v: store.find_by_sha256(v.lower()), "watermark": lambda v: store.find_by_payload(v.lower()),
                 "manifest": store.find_by_manifest}[name]  # fmt: skip
         record = visible(find(value), caller, f"with {name} {value}")
-        return with_links(request, queries.detail(store, record))
+        return RecordDetail(**with_links(request, queries.detail(store, record)))
 
     @router.get("/records/{generation_id}/video", summary="The released MP4", response_class=FileResponse)
     def video(generation_id: str, context: Context, caller: Caller) -> FileResponse:
@@ -180,7 +180,7 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
         return Response(context.thumbnail_strip(_released_file(record)), media_type="image/png")
 
     @router.post("/records/{generation_id}/decisions", status_code=201, summary="Record a reviewer decision")
-    def decide(generation_id: str, body: DecisionIn, context: Context, caller: Reviewer) -> dict[str, Any]:
+    def decide(generation_id: str, body: DecisionIn, context: Context, caller: Reviewer) -> DecisionOut:
         """Appends a decision (confirm, overturn, escalate); earlier ones stay in the log."""
         if context.store.get(generation_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record with generation id {generation_id!r}")
@@ -188,14 +188,14 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
             row = context.store.decide(generation_id, body.decision, body.reason, caller.name, caller.key_id)
         except AuditError as exc:
             raise refused(exc) from exc
-        return queries.decision_view(row)
+        return DecisionOut(**queries.decision_view(row))
 
     @router.post(
         "/records/{generation_id}/redactions",
         status_code=201,
         summary="Erase a record's prompt and image hash",
     )
-    def redact(generation_id: str, body: RedactionIn, context: Context, caller: Admin) -> dict[str, Any]:
+    def redact(generation_id: str, body: RedactionIn, context: Context, caller: Admin) -> RedactionOut:
         """Deletes the prompt and input-image hash and appends a redaction event; the chain stays verifiable."""
         if context.store.get(generation_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record with generation id {generation_id!r}")
@@ -203,12 +203,7 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
             row = context.store.redact(generation_id, body.reason, f"{caller.name} ({caller.key_id})")
         except AuditError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-        return {
-            "seq": row.seq,
-            "generation_id": generation_id,
-            "reason": row.reason,
-            "requested_by": row.requested_by,
-        }
+        return RedactionOut(**queries.redaction_view(row))
 
     @router.get("/queue", response_model=Page, summary="The review queue")
     def queue(
@@ -223,8 +218,8 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
             raise refused(exc) from exc
 
     @router.get("/stats", summary="Counts by status, category and day; block rate per classifier")
-    def stats(context: Context, caller: Caller, f: Annotated[RecordFilter, Query()]) -> dict[str, Any]:
-        return queries.stats(context.store, scoped(f, caller))
+    def stats(context: Context, caller: Caller, f: Annotated[RecordFilter, Query()]) -> Stats:
+        return Stats(**queries.stats(context.store, scoped(f, caller)))
 
     @router.get("/export", summary="Stream a filtered set as JSONL, CSV or DSA statements of reasons",
                 responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})  # fmt: skip

@@ -21,7 +21,7 @@ CSV_COLUMNS = (
     "seq", "generation_id", "created_at", "tenant", "user", "status", "flagged", "blocked_stage", "reason",
     "top_category", "top_classifier", "top_score", "policy_name", "policy_version", "model_id",
     "model_version", "output_sha256", "watermark_payload", "manifest_label", "latest_decision", "redacted",
-    "prompt", "verdicts",
+    "prompt", "input_image_sha256", "verdicts",
 )  # fmt: skip
 
 # Policy category -> (DSA statement category, category specification keyword). A category that is
@@ -94,7 +94,7 @@ def statement_of_reasons(item: dict[str, Any], territorial_scope: tuple[str, ...
     content_type = (
         ["CONTENT_TYPE_TEXT"] if before_generation else ["CONTENT_TYPE_SYNTHETIC_MEDIA", "CONTENT_TYPE_VIDEO"]
     )
-    if before_generation and item.get("input_image_sha256") or item["blocked_stage"] == "image":
+    if (before_generation and item["input_image_sha256"]) or item["blocked_stage"] == "image":
         content_type.append("CONTENT_TYPE_IMAGE")
     reviewed = [d for d in item["decisions"] if d["decision"] in ("confirm", "overturn")]
     policy = item["policy"]

@@ -58,8 +58,112 @@ class RecordFilter(BaseModel):
         return None if value is None else utc(value)
 
 
+class PolicyRef(BaseModel):
+    name: str
+    version: str
+
+
+class ModelRef(BaseModel):
+    id: str
+    version: str
+
+
+class WatermarkRef(BaseModel):
+    payload: str | None = Field(description="hex; null when nothing was released")
+    method: str | None
+    key_id: int | None
+
+
+class RecordSummary(BaseModel):
+    """A record as lists show it."""
+
+    seq: int = Field(description="position in the audit chain")
+    generation_id: str
+    created_at: str
+    tenant: str
+    user: str
+    status: Status
+    flagged: bool
+    blocked_stage: str | None = Field(description="the stage that blocked or failed the request")
+    reason: str | None
+    top_score: float = Field(description="the highest verdict score")
+    top_category: str | None
+    top_classifier: str | None
+    policy: PolicyRef
+    model: ModelRef
+    output_sha256: str | None
+    watermark: WatermarkRef
+    manifest_label: str | None = Field(description="C2PA manifest label")
+    prompt: str | None = Field(description="null once redacted")
+    input_image_sha256: str | None = Field(
+        description="the input image's sha256, if one was given; null once redacted"
+    )
+    redacted: bool
+    latest_decision: DecisionName | None
+
+
+class VerdictOut(BaseModel):
+    stage: str
+    classifier: str
+    classifier_version: str
+    category: str
+    score: float
+    threshold: float
+    action: Literal["allow", "flag", "block"]
+    calibrated: bool
+    detail: str
+
+
+class DecisionOut(BaseModel):
+    seq: int
+    created_at: str
+    decision: DecisionName
+    reason: str
+    reviewer: str = Field(description="the API key's name")
+    reviewer_key: str = Field(description="the API key's id")
+
+
+class RedactionOut(BaseModel):
+    seq: int
+    created_at: str
+    reason: str
+    requested_by: str
+
+
+class Links(BaseModel):
+    self: str
+    video: str | None = Field(description="the released MP4; null when nothing was released")
+    thumbnails: str | None = Field(description="a PNG strip of 8 frames")
+
+
+class RecordDetail(RecordSummary):
+    """One record with everything the audit log holds about it."""
+
+    row_hash: str
+    verdicts: list[VerdictOut]
+    decisions: list[DecisionOut]
+    redactions: list[RedactionOut]
+    links: Links | None = None
+
+
+class ClassifierStats(BaseModel):
+    screened: int = Field(description="records with a verdict from this classifier")
+    blocked: int
+    block_rate: float
+
+
+class Stats(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    by_category: dict[str, dict[str, int]] = Field(
+        description="records per category and action (flag, block)"
+    )
+    by_day: dict[str, dict[str, int]] = Field(description="records per UTC day and status")
+    classifiers: dict[str, ClassifierStats]
+
+
 class Page(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[RecordSummary]
     next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")
 
 
@@ -196,8 +300,9 @@ def summaries(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, An
     if not rows:
         return []
     seqs = [r["seq"] for r in rows]
-    prompts = dict(session.exec(select(RecordContent.record_seq, RecordContent.prompt)
-                                .where(RecordContent.record_seq.in_(seqs))).all())  # fmt: skip
+    contents = {seq: (prompt, image) for seq, prompt, image in session.exec(
+        select(RecordContent.record_seq, RecordContent.prompt, RecordContent.input_image_sha256)
+        .where(RecordContent.record_seq.in_(seqs)))}  # fmt: skip
     latest: dict[int, str] = {}
     for record_seq, decision in session.exec(
         select(Decision.record_seq, Decision.decision)
@@ -205,10 +310,13 @@ def summaries(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, An
         .order_by(Decision.seq)
     ):
         latest[record_seq] = decision
-    return [summary(r, prompts.get(r["seq"]), latest.get(r["seq"])) for r in rows]
+    return [summary(r, *contents.get(r["seq"], (None, None)), latest.get(r["seq"])) for r in rows]
 
 
-def summary(row: dict[str, Any], prompt: str | None, latest_decision: str | None) -> dict[str, Any]:
+def summary(
+    row: dict[str, Any], prompt: str | None, input_image_sha256: str | None, latest_decision: str | None
+) -> dict[str, Any]:
+    """The list view of one record; `prompt` and `input_image_sha256` are None once redacted."""
     return {
         "seq": row["seq"],
         "generation_id": row["generation_id"],
@@ -232,6 +340,7 @@ def summary(row: dict[str, Any], prompt: str | None, latest_decision: str | None
         },  # fmt: skip
         "manifest_label": row["manifest_label"],
         "prompt": prompt,
+        "input_image_sha256": input_image_sha256,
         "redacted": prompt is None,
         "latest_decision": latest_decision,
     }
@@ -242,8 +351,8 @@ def detail(store: AuditStore, record: GenerationRecord) -> dict[str, Any]:
     content = store.content(record.seq)
     decisions = store.decisions(record.seq)
     out = summary(record.model_dump(), content.prompt if content else None,
+                  content.input_image_sha256 if content else None,
                   decisions[-1].decision if decisions else None)  # fmt: skip
-    out["input_image_sha256"] = content.input_image_sha256 if content else None
     out["row_hash"] = record.row_hash
     out["verdicts"] = [
         {
@@ -262,26 +371,23 @@ def detail(store: AuditStore, record: GenerationRecord) -> dict[str, Any]:
         }  # fmt: skip
         for v in store.verdicts(record.seq)
     ]
-    out["decisions"] = [_decision(d) for d in decisions]
-    out["redactions"] = [
-        {
-            "seq": r.seq,
-            "created_at": utc(r.created_at).isoformat(),
-            "reason": r.reason,
-            "requested_by": r.requested_by,
-        }
-        for r in store.redactions(record.seq)
-    ]
+    out["decisions"] = [decision_view(d) for d in decisions]
+    out["redactions"] = [redaction_view(r) for r in store.redactions(record.seq)]
     return out
 
 
-def _decision(d: Decision) -> dict[str, Any]:
+def decision_view(d: Decision) -> dict[str, Any]:
     return {"seq": d.seq, "created_at": utc(d.created_at).isoformat(), "decision": d.decision, "reason": d.reason,
             "reviewer": d.reviewer, "reviewer_key": d.reviewer_key}  # fmt: skip
 
 
-def decision_view(d: Decision) -> dict[str, Any]:
-    return _decision(d)
+def redaction_view(r: Redaction) -> dict[str, Any]:
+    return {
+        "seq": r.seq,
+        "created_at": utc(r.created_at).isoformat(),
+        "reason": r.reason,
+        "requested_by": r.requested_by,
+    }
 
 
 def stats(store: AuditStore, f: RecordFilter) -> dict[str, Any]:
@@ -352,7 +458,7 @@ def iter_records(store: AuditStore, f: RecordFilter, page_size: int = 1000) -> I
             for d in session.exec(
                 select(Decision).where(Decision.record_seq.in_(seqs)).order_by(Decision.seq)
             ):
-                decisions.setdefault(d.record_seq, []).append(_decision(d))
+                decisions.setdefault(d.record_seq, []).append(decision_view(d))
             redacted_at = dict(session.exec(select(Redaction.record_seq, Redaction.created_at)
                                             .where(Redaction.record_seq.in_(seqs))).all())  # fmt: skip
         for item in items:

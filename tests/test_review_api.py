@@ -388,3 +388,36 @@ def test_a_real_release_has_its_video_and_thumbnails(settings, released):
         image = Image.open(io.BytesIO(strip.content))
         assert image.height == 96 and image.width == 8 * 96  # eight square frames
     store.dispose()
+
+
+def test_concurrent_decisions_over_http_and_records_keep_one_chain(review):
+    import threading
+
+    errors: list[str] = []
+
+    def decide(k: int) -> None:
+        for i in range(5):
+            r = review.client.post(f"/v1/audit/records/gen-{(k * 5 + i) % 48:02d}/decisions",
+                                   json={"decision": "escalate", "reason": f"thread {k}"}, headers=review.reviewer)  # fmt: skip
+            if r.status_code != 201:
+                errors.append(r.text)
+
+    def write(k: int) -> None:
+        for i in range(5):
+            extra = _drafts()[i]
+            extra.generation_id, extra.watermark_payload = f"w{k}-{i}", None
+            review.store.record(extra)
+
+    threads = [threading.Thread(target=decide, args=(k,)) for k in range(4)]
+    threads += [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = review.store.verify_chain()
+    assert report.ok and report.rows_checked == 48 + 4 * 5 + 2 * 5
+    assert len(review.ids("/v1/audit/queue", escalated="true")) == len(
+        {f"gen-{n % 48:02d}" for n in range(20)}
+        & {d.generation_id for d in review.drafts if d.status == "blocked" or d.flagged}
+    )
