@@ -101,3 +101,40 @@ def natural_frames(count: int = 16, size: tuple[int, int] = (256, 256)) -> np.nd
 
     base = np.asarray(Image.fromarray(data.coffee()).resize(size))
     return np.stack([np.roll(base, 3 * i, axis=1) for i in range(count)])
+
+
+@pytest.fixture
+def hallmark_server():
+    """Starts `hallmark serve` on a free port over a data directory; returns its base URL once
+    /healthz answers. Every server started is stopped after the test."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    servers = []
+
+    def start(data_dir: Path) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {"HALLMARK_DATA_DIR": str(data_dir), "PATH": "", "HF_HUB_OFFLINE": "1"}
+        command = [sys.executable, "-m", "hallmark.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        servers.append(
+            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    return base
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"hallmark serve did not answer on {base}")
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=30)

@@ -357,10 +357,7 @@ def test_writers_in_separate_processes_keep_one_intact_chain(url):
     store.dispose()
 
 
-def test_hallmark_serve_answers_over_real_http(tmp_path):
-    import socket
-    import time
-
+def test_hallmark_serve_answers_over_real_http(tmp_path, hallmark_server):
     import httpx
 
     from hallmark.compose import open_store
@@ -369,24 +366,8 @@ def test_hallmark_serve_answers_over_real_http(tmp_path):
     store = open_store(Settings(data_dir=tmp_path))
     store.record(draft(1, status="blocked"))
     _, key = create_key(store, "reviewer", "rita")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"HALLMARK_DATA_DIR": str(tmp_path), "PATH": "", "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "hallmark.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        r = httpx.get(f"{base}/v1/audit/queue", headers={"Authorization": f"Bearer {key}"})
-        assert r.status_code == 200 and [i["generation_id"] for i in r.json()["items"]] == ["gen-1"]
-        assert httpx.get(f"{base}/v1/audit/queue").status_code == 401
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    base = hallmark_server(tmp_path)
+    r = httpx.get(f"{base}/v1/audit/queue", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200 and [i["generation_id"] for i in r.json()["items"]] == ["gen-1"]
+    assert httpx.get(f"{base}/v1/audit/queue").status_code == 401
     store.dispose()

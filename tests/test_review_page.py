@@ -3,9 +3,6 @@ key, opens a queued record and decides. Skipped where Chromium, chromedriver or 
 missing (`apt-get install chromium chromium-driver && pip install selenium`)."""
 
 import shutil
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -33,8 +30,7 @@ def browser():
     drv.quit()
 
 
-def test_a_reviewer_decides_from_the_page(browser, tmp_path):
-    import httpx
+def test_a_reviewer_decides_from_the_page(browser, tmp_path, hallmark_server):
     from selenium.webdriver.common.by import By
 
     store = open_store(Settings(data_dir=tmp_path))
@@ -47,45 +43,29 @@ def test_a_reviewer_decides_from_the_page(browser, tmp_path):
         for i in range(3)
     ])  # fmt: skip
     _, key = create_key(store, "reviewer", "rita")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"HALLMARK_DATA_DIR": str(tmp_path), "PATH": "", "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "hallmark.cli", "serve", "--port", str(port)], env=env)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    base = hallmark_server(tmp_path)
 
-        def wait_for(condition):
-            for _ in range(100):
-                if condition():
-                    return
-                time.sleep(0.1)
-            raise AssertionError(
-                f"page never got there; message: {browser.find_element(By.ID, 'message').text}"
-            )
+    def wait_for(condition):
+        for _ in range(100):
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"page never got there; message: {browser.find_element(By.ID, 'message').text}")
 
-        browser.get(f"http://127.0.0.1:{port}/review")
-        field = browser.find_element(By.ID, "key")
-        field.send_keys(key)
-        browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", field)
-        rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#rows tr")  # noqa: E731
-        wait_for(lambda: len(rows()) == 3)
-        assert "scene 2" in rows()[0].text  # highest score first
-        rows()[0].click()  # the key field loses focus here: that must not reload the list
-        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#detail form"))
-        assert "gen-2" in browser.find_element(By.ID, "detail").text
-        browser.find_element(By.CSS_SELECTOR, "#detail input").send_keys("clearly sexual")
-        browser.find_element(By.CSS_SELECTOR, "#detail form button").click()
-        wait_for(lambda: "rita: confirm" in browser.find_element(By.ID, "detail").text)
-        wait_for(lambda: len(rows()) == 2)
-        assert [d.decision for d in store.decisions(store.get("gen-2").seq)] == ["confirm"]
-        assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    browser.get(f"{base}/review")
+    field = browser.find_element(By.ID, "key")
+    field.send_keys(key)
+    browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", field)
+    rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#rows tr")  # noqa: E731
+    wait_for(lambda: len(rows()) == 3)
+    assert "scene 2" in rows()[0].text  # highest score first
+    rows()[0].click()  # the key field loses focus here: that must not reload the list
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#detail form"))
+    assert "gen-2" in browser.find_element(By.ID, "detail").text
+    browser.find_element(By.CSS_SELECTOR, "#detail input").send_keys("clearly sexual")
+    browser.find_element(By.CSS_SELECTOR, "#detail form button").click()
+    wait_for(lambda: "rita: confirm" in browser.find_element(By.ID, "detail").text)
+    wait_for(lambda: len(rows()) == 2)
+    assert [d.decision for d in store.decisions(store.get("gen-2").seq)] == ["confirm"]
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     store.dispose()
