@@ -19,7 +19,7 @@ from sqlalchemy import Date, and_, cast, exists, func, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from audit.chain import utc
+from audit.chain import VERDICT_FIELDS, utc
 from audit.models import Decision, GenerationRecord, RecordContent, Redaction, VerdictRow
 from audit.store import DECISIONS, AuditError, AuditStore
 
@@ -354,26 +354,14 @@ def detail(store: AuditStore, record: GenerationRecord) -> dict[str, Any]:
                   content.input_image_sha256 if content else None,
                   decisions[-1].decision if decisions else None)  # fmt: skip
     out["row_hash"] = record.row_hash
-    out["verdicts"] = [
-        {
-            k: getattr(v, k)
-            for k in (
-                "stage",
-                "classifier",
-                "classifier_version",
-                "category",
-                "score",
-                "threshold",
-                "action",
-                "calibrated",
-                "detail",
-            )
-        }  # fmt: skip
-        for v in store.verdicts(record.seq)
-    ]
+    out["verdicts"] = [verdict_view(v) for v in store.verdicts(record.seq)]
     out["decisions"] = [decision_view(d) for d in decisions]
     out["redactions"] = [redaction_view(r) for r in store.redactions(record.seq)]
     return out
+
+
+def verdict_view(v: VerdictRow) -> dict[str, Any]:
+    return {k: getattr(v, k) for k in VERDICT_FIELDS}
 
 
 def decision_view(d: Decision) -> dict[str, Any]:
@@ -450,10 +438,7 @@ def iter_records(store: AuditStore, f: RecordFilter, page_size: int = 1000) -> I
             verdicts: dict[int, list[dict[str, Any]]] = {}
             for v in session.exec(select(VerdictRow).where(VerdictRow.record_seq.in_(seqs))
                                   .order_by(VerdictRow.record_seq, VerdictRow.position)):  # fmt: skip
-                verdicts.setdefault(v.record_seq, []).append(
-                    {k: getattr(v, k) for k in ("stage", "classifier", "classifier_version", "category",
-                                                "score", "threshold", "action", "calibrated", "detail")}
-                )  # fmt: skip
+                verdicts.setdefault(v.record_seq, []).append(verdict_view(v))
             decisions: dict[int, list[dict[str, Any]]] = {}
             for d in session.exec(
                 select(Decision).where(Decision.record_seq.in_(seqs)).order_by(Decision.seq)

@@ -214,10 +214,6 @@ class AuditStore:
     def get(self, generation_id: str) -> GenerationRecord | None:
         return self._one(select(GenerationRecord).where(GenerationRecord.generation_id == generation_id))
 
-    def get_seq(self, seq: int) -> GenerationRecord | None:
-        with Session(self.engine) as session:
-            return session.get(GenerationRecord, seq)
-
     def find_by_sha256(self, output_sha256: str) -> GenerationRecord | None:
         """The record whose released file has this sha256, if any."""
         query = select(GenerationRecord).where(GenerationRecord.output_sha256 == output_sha256)
