@@ -18,7 +18,7 @@ from audit import export, queries
 from audit.keys import Principal, authenticate
 from audit.models import GenerationRecord
 from audit.queries import DecisionOut, Page, RecordDetail, RecordFilter, RedactionOut, Stats
-from audit.store import AuditError, AuditStore
+from audit.store import AuditError, AuditStore, RecordNotFound
 
 
 @dataclass
@@ -182,10 +182,10 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
     @router.post("/records/{generation_id}/decisions", status_code=201, summary="Record a reviewer decision")
     def decide(generation_id: str, body: DecisionIn, context: Context, caller: Reviewer) -> DecisionOut:
         """Appends a decision (confirm, overturn, escalate); earlier ones stay in the log."""
-        if context.store.get(generation_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record with generation id {generation_id!r}")
         try:
             row = context.store.decide(generation_id, body.decision, body.reason, caller.name, caller.key_id)
+        except RecordNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
         except AuditError as exc:
             raise refused(exc) from exc
         return DecisionOut(**queries.decision_view(row))
@@ -197,10 +197,10 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
     )
     def redact(generation_id: str, body: RedactionIn, context: Context, caller: Admin) -> RedactionOut:
         """Deletes the prompt and input-image hash and appends a redaction event; the chain stays verifiable."""
-        if context.store.get(generation_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record with generation id {generation_id!r}")
         try:
             row = context.store.redact(generation_id, body.reason, f"{caller.name} ({caller.key_id})")
+        except RecordNotFound as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
         except AuditError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         return RedactionOut(**queries.redaction_view(row))

@@ -41,6 +41,10 @@ class AuditError(ValueError):
     """A request the store refuses (unknown record, bad decision, ...); nothing was written."""
 
 
+class RecordNotFound(AuditError):
+    """No record has the given generation id."""
+
+
 @dataclass
 class RecordDraft:
     """Everything the pipeline records about one request."""
@@ -203,7 +207,7 @@ class AuditStore:
             select(GenerationRecord.seq).where(GenerationRecord.generation_id == generation_id)
         ).scalar_one_or_none()
         if seq is None:
-            raise AuditError(f"no record with generation id {generation_id!r}")
+            raise RecordNotFound(f"no record with generation id {generation_id!r}")
         return seq
 
     def _extend(self, force_checkpoint: bool = False):
