@@ -177,13 +177,13 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Check a video's C2PA manifest and invisible watermark, and find its audit record."""
-    from hallmark.compose import build_watermark, open_store, trust_anchors_pem
+    from hallmark.compose import build_watermark, trust_anchors_pem
     from provenance import verify as verify_file
 
     settings = _settings()
     if not file.is_file():
         raise _fail(f"{file}: no such file")
-    report = verify_file(file, trust_anchors_pem(settings), build_watermark(settings), open_store(settings))
+    report = verify_file(file, trust_anchors_pem(settings), build_watermark(settings), _store(settings))
     if as_json:
         print(report.model_dump_json(indent=2))
     else:
