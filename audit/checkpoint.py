@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class CheckpointKey:
 
     certificate: x509.Certificate
     private_key: object | None = None
+    # Or a callback that signs with the key where it lives (KMS, HSM); ECDSA as DER or raw r||s.
+    sign_callback: Callable[[bytes], bytes] | None = None
 
     @classmethod
     def from_files(cls, chain_pem: Path, key_pem: Path | None = None) -> CheckpointKey:
@@ -52,6 +56,15 @@ class CheckpointKey:
         raise ValueError(f"unsupported checkpoint key type {type(key).__name__}")
 
     def sign(self, message: bytes) -> str:
+        if self.sign_callback is not None:
+            signature = self.sign_callback(message)
+            public = self.certificate.public_key()
+            if isinstance(public, ec.EllipticCurvePublicKey):
+                size = (public.curve.key_size + 7) // 8
+                if len(signature) == 2 * size:
+                    signature = encode_dss_signature(int.from_bytes(signature[:size], "big"),
+                                                     int.from_bytes(signature[size:], "big"))  # fmt: skip
+            return base64.b64encode(signature).decode()
         if self.private_key is None:
             raise ValueError("this checkpoint key has no private key: it can only verify")
         key = self.private_key
