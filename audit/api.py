@@ -119,8 +119,10 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
     def with_links(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         base = str(request.url_for("get_record", generation_id=body["generation_id"]))
         released = body["status"] == "released"
+        label = body.get("manifest_label")
         body["links"] = {"self": base, "video": f"{base}/video" if released else None,
-                         "thumbnails": f"{base}/thumbnails" if released else None}  # fmt: skip
+                         "thumbnails": f"{base}/thumbnails" if released else None,
+                         "manifest": str(request.base_url) + f"v1/manifests/{label}" if label else None}  # fmt: skip
         return body
 
     def refused(exc: AuditError) -> HTTPException:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, DateTime, Index
+from sqlalchemy import Column, DateTime, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
@@ -89,6 +89,22 @@ class RecordContent(SQLModel, table=True):
     salt: str  # random per record: the content hash reveals nothing once the content is gone
     prompt: str
     input_image_sha256: str | None = None
+
+
+class ManifestStore(SQLModel, table=True):
+    """The C2PA manifest store embedded in a released video, kept so that a copy which lost it
+    (stripped or re-encoded) can be matched to it again by its watermark (soft-binding resolution).
+
+    Not chained: the store is signed in itself (C2PA), and the chained record holds its label,
+    which a reader checks against the store's active manifest.
+    """
+
+    __tablename__ = "manifest_stores"
+
+    label: str = Field(primary_key=True)
+    record_seq: int = Field(foreign_key="generation_records.seq", index=True)
+    sha256: str
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class VerdictRow(SQLModel, table=True):

@@ -134,6 +134,7 @@ class Links(BaseModel):
     self: str
     video: str | None = Field(description="the released MP4; null when nothing was released")
     thumbnails: str | None = Field(description="a PNG strip of 8 frames")
+    manifest: str | None = Field(None, description="the C2PA manifest store it was released with (public)")
 
 
 class RecordDetail(RecordSummary):

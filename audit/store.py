@@ -10,6 +10,7 @@ the chain head, which are written every `checkpoint_every` rows and by `checkpoi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import heapq
 import secrets
 import threading
@@ -29,6 +30,7 @@ from audit.models import (
     Checkpoint,
     Decision,
     GenerationRecord,
+    ManifestStore,
     RecordContent,
     Redaction,
     VerdictRow,
@@ -69,6 +71,7 @@ class RecordDraft:
     watermark_method: str | None = None
     watermark_key_id: int | None = None
     manifest_label: str | None = None
+    manifest_store: bytes | None = None  # the signed C2PA manifest store (not chained: self-signed)
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,10 @@ class AuditStore:
     """
 
     def __init__(
-        self, url: str, checkpoint_key: CheckpointKey | None = None, checkpoint_every: int = 1000
-    ) -> None:
+        self, url: str, checkpoint_key: CheckpointKey | None = None, checkpoint_every: int = 1000,
+        retired_checkpoint_keys: Sequence[CheckpointKey] = (),
+    ) -> None:  # fmt: skip
+        """`retired_checkpoint_keys`: certificates that signed checkpoints before a key rotation."""
         if url.startswith("sqlite://") and url.removeprefix("sqlite://") in ("", "/", "/:memory:"):
             raise ValueError("an in-memory SQLite audit log would be lost on exit; give a file path")
         if url.startswith("sqlite:///"):
@@ -118,6 +123,9 @@ class AuditStore:
         self.url = url
         self.checkpoint_key = checkpoint_key
         self.checkpoint_every = checkpoint_every
+        self._verifying_keys = {k.fingerprint: k for k in retired_checkpoint_keys}
+        if checkpoint_key is not None:
+            self._verifying_keys[checkpoint_key.fingerprint] = checkpoint_key
         self.engine = create_engine(url, connect_args=_postgres_options(url))
         self._writer = self.engine
         if self.engine.dialect.name == "sqlite":
@@ -143,17 +151,25 @@ class AuditStore:
     def record_many(self, drafts: Sequence[RecordDraft]) -> list[dict[str, Any]]:
         """Append records in one transaction: all of them are written, or none. Returns their columns."""
         with self._extend() as (conn, head):
-            records, contents, verdicts = [], [], []
+            records, contents, verdicts, manifests = [], [], [], []
             for draft in drafts:
                 record, content, rows = _build_record(draft, head)
                 records.append(record)
                 contents.append(content)
                 verdicts.extend(rows)
+                if draft.manifest_store is not None:
+                    if not draft.manifest_label:
+                        raise AuditError("record refused, nothing written: a manifest store needs its label")
+                    manifests.append({"label": draft.manifest_label, "record_seq": record["seq"],
+                                      "sha256": hashlib.sha256(draft.manifest_store).hexdigest(),
+                                      "data": draft.manifest_store})  # fmt: skip
             try:
                 conn.execute(insert(GenerationRecord), records)
                 conn.execute(insert(RecordContent), contents)
                 if verdicts:
                     conn.execute(insert(VerdictRow), verdicts)
+                if manifests:
+                    conn.execute(insert(ManifestStore), manifests)
             except IntegrityError as exc:
                 raise AuditError(f"record refused, nothing written: {_constraint(exc)}") from exc
         return records
@@ -233,6 +249,11 @@ class AuditStore:
         query = select(GenerationRecord).where(GenerationRecord.manifest_label == manifest_label)
         return self._one(query.order_by(GenerationRecord.seq))
 
+    def manifest_store(self, label: str) -> bytes | None:
+        """The C2PA manifest store a released video was signed with, by its active manifest label."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(ManifestStore.data).where(ManifestStore.label == label)).scalar()
+
     def content(self, record_seq: int) -> RecordContent | None:
         """The prompt and input-image hash; None once redacted."""
         with Session(self.engine) as session:
@@ -282,17 +303,24 @@ class AuditStore:
         pending = list(checkpoints)
         for c in checkpoints:
             message = chain.checkpoint_message(c.head_seq, c.head_hash, c.created_at)
-            if self.checkpoint_key is None:
+            if not self._verifying_keys:
                 report.warnings.append("checkpoint signatures not checked: no checkpoint key configured")
                 break
-            if c.signer != self.checkpoint_key.fingerprint:
+            key = self._verifying_keys.get(c.signer)
+            if key is None:
                 report.warnings.append(f"checkpoint at seq {c.head_seq} is signed by another certificate "
                                        f"({c.signer[:16]}...); not trusted")  # fmt: skip
                 pending.remove(c)
-            elif not self.checkpoint_key.verify(message, c.signature):
+            elif not key.verify(message, c.signature):
                 problems.append((c.head_seq, "a checkpoint's signature does not verify (forged or altered)"))
                 pending.remove(c)
 
+        while pending and pending[0].head_seq == 0:  # signed while the chain was still empty
+            c = pending.pop(0)
+            if c.head_hash == chain.GENESIS:
+                report.checkpoints_checked += 1
+            else:
+                problems.append((0, "the chain differs from a signed checkpoint (rewritten)"))
         prev, last_seq = chain.GENESIS, 0
         missing_content: list[int] = []
         redacted: set[int] = set()
@@ -499,7 +527,9 @@ def _build_record(draft: RecordDraft, head: _Head) -> tuple[dict, dict, list[dic
         verdicts.append(row)
     top = max(verdicts, key=lambda v: v["score"], default=None)
     record = {
-        k: v for k, v in draft.__dict__.items() if k not in ("verdicts", "prompt", "input_image_sha256")
+        k: v
+        for k, v in draft.__dict__.items()
+        if k not in ("verdicts", "prompt", "input_image_sha256", "manifest_store")
     }
     record.update(
         seq=seq,
