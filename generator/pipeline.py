@@ -29,6 +29,7 @@ from generator.backend import DiffusersBackend, GenerationSpec
 from moderation import Verdict, first_blocking, strongest
 from policy import Action, Policy
 from provenance import (
+    Ingredient,
     ManifestFacts,
     ManifestSigner,
     VideoWatermark,
@@ -36,7 +37,7 @@ from provenance import (
     encode_mp4,
     sha256_file,
 )
-from provenance.manifest import png_bytes
+from provenance.manifest import jpeg_thumbnail, png_bytes
 from provenance.video import iter_frames
 
 __version__ = "0.1.0"
@@ -66,6 +67,9 @@ class GenerationRequest:
     prompt: str
     output: Path
     image: np.ndarray | None = None  # RGB uint8 input image
+    # The input image file as supplied, recorded as the C2PA ingredient with any manifest of its
+    # own; without it, the ingredient is a PNG of `image`.
+    image_file: Ingredient | None = None
     num_frames: int = 16
     height: int = 256
     width: int = 256
@@ -95,6 +99,7 @@ class GenerationResult:
     flagged: bool = False
     record_id: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. signed without a timestamp
 
     @property
     def released(self) -> bool:
@@ -157,6 +162,7 @@ class GuardedPipeline:
         payload = secrets.token_bytes(6)  # the generation key the watermark carries
         staging = request.output.with_name(f".{request.output.name}.{result.generation_id}.partial")
         reserved = moved_into_place = False
+        manifest_store: bytes | None = None
         try:
             reserved = self._check_request(request)
             self._screen("prompt", self.prompt_classifiers, request.prompt, result, progress)
@@ -185,7 +191,9 @@ class GuardedPipeline:
                 unsigned = staging.with_suffix(".unsigned.mp4")
                 encode_mp4(frames, unsigned, fps=request.fps, crf=self.crf)
             with self._stage("sign", result, progress):
-                result.manifest_label = self.signer.sign(unsigned, staging, self._facts(request, result))
+                signed = self.signer.sign(unsigned, staging, self._facts(request, result, frames))
+                result.manifest_label, manifest_store = signed.label, signed.store
+                result.warnings += [signed.warning] if signed.warning else []
                 unsigned.unlink()
             with self._stage("release_check", result, progress):
                 self._check_release(staging, payload)
@@ -193,7 +201,7 @@ class GuardedPipeline:
 
             result.status = "released"
             result.output = request.output
-            self._record(request, result, progress)
+            self._record(request, result, progress, manifest_store)
             staging.replace(request.output)
             moved_into_place = True
         except BlockedAt as blocked:
@@ -255,7 +263,12 @@ class GuardedPipeline:
         if blocking is not None:
             raise BlockedAt(stage, blocking)
 
-    def _facts(self, request: GenerationRequest, result: GenerationResult) -> ManifestFacts:
+    def _facts(
+        self, request: GenerationRequest, result: GenerationResult, frames: np.ndarray
+    ) -> ManifestFacts:
+        ingredient = request.image_file
+        if ingredient is None and request.image is not None:
+            ingredient = Ingredient(png_bytes(request.image), "image/png", "input.png")
         return ManifestFacts(
             generation_id=result.generation_id,
             title=request.output.name,
@@ -269,7 +282,8 @@ class GuardedPipeline:
             watermark_key_id=self.invisible_watermark.key_id,
             claim_generator_version=__version__,
             training_mining=self.policy.provenance.training_mining,
-            ingredient_png=png_bytes(request.image) if request.image is not None else None,
+            thumbnail_jpeg=jpeg_thumbnail(frames[len(frames) // 2]),
+            ingredient=ingredient,
         )
 
     def _check_release(self, path: Path, payload: bytes) -> None:
@@ -282,7 +296,8 @@ class GuardedPipeline:
                 f"key id {reading.key_id}; {reading.details})"
             )
 
-    def _record(self, request: GenerationRequest, result: GenerationResult, progress: Progress) -> None:
+    def _record(self, request: GenerationRequest, result: GenerationResult, progress: Progress,
+                manifest_store: bytes | None = None) -> None:  # fmt: skip
         image_sha = hashlib.sha256(request.image.tobytes()).hexdigest() if request.image is not None else None
         draft = RecordDraft(
             generation_id=result.generation_id,
@@ -305,6 +320,7 @@ class GuardedPipeline:
             watermark_method=self.invisible_watermark.name if result.watermark_payload else None,
             watermark_key_id=result.watermark_key_id if result.watermark_payload else None,
             manifest_label=result.manifest_label,
+            manifest_store=manifest_store if result.status == "released" else None,
         )
         start = time.perf_counter()
         progress("audit", 0, 1)
