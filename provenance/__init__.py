@@ -1,8 +1,23 @@
 """Provenance: visible and invisible watermarks, H.264 encoding, C2PA signing and verification."""
 
-from provenance.certs import CertificateError, SigningMaterial, check_chain, ensure_dev_chain
+from provenance.certs import (
+    CertificateError,
+    SignCallback,
+    SigningMaterial,
+    check_chain,
+    ensure_dev_chain,
+    retired_dev_signers,
+    rotate_dev_signer,
+)
 from provenance.invisible import InvisibleWatermark
-from provenance.manifest import ManifestFacts, ManifestSigner, SigningError, read_manifest
+from provenance.manifest import (
+    Ingredient,
+    ManifestFacts,
+    ManifestSigner,
+    SignedManifest,
+    SigningError,
+    read_manifest,
+)
 from provenance.tilemark import TileMark
 from provenance.verify import VerificationReport, sha256_file, verify
 from provenance.video import VideoError, decode_frames, encode_mp4, thumbnail_strip
@@ -19,6 +34,11 @@ from provenance.watermark import (
 
 __all__ = [
     "CertificateError",
+    "Ingredient",
+    "SignCallback",
+    "SignedManifest",
+    "retired_dev_signers",
+    "rotate_dev_signer",
     "InvisibleWatermark",
     "ManifestFacts",
     "ManifestSigner",

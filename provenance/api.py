@@ -1,57 +1,194 @@
-"""HTTP router for third parties: POST /v1/verify (no authentication: verification is public)."""
+"""HTTP routes for third parties, all without authentication (verification is public).
+
+- POST /v1/verify: upload a video, get the verification report.
+- The C2PA Soft Binding Resolution API for Hallmark's watermark, so that other C2PA tools can
+  recover the manifest of a stripped or re-encoded copy: GET and POST /v1/matches/byBinding,
+  POST /v1/matches/byContent, GET /v1/manifests/{manifestId}, GET /v1/services/supportedAlgorithms.
+
+Uploads stream to a temporary file in chunks; the request body limit is enforced by the framework
+as the bytes arrive (413), so a huge upload never fills memory or disk.
+"""
+
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from audit import AuditStore
-from provenance.invisible import InvisibleWatermark
+from provenance.manifest import soft_binding_value
+from provenance.resolve import StoreResolver, UnsupportedBinding
 from provenance.verify import VerificationReport, verify
+from provenance.video import VideoError, iter_frames
+from provenance.watermark import VideoWatermark
+
+UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
 
 
 class Verifier:
-    """What the verify route needs, built once by the app factory."""
+    """What the routes need, built once by the app factory."""
 
-    def __init__(self, trust_anchors_pem: str, watermark: InvisibleWatermark, store: AuditStore | None,
+    def __init__(self, trust_anchors_pem: str, watermark: VideoWatermark, store: AuditStore | None,
                  max_upload_bytes: int) -> None:  # fmt: skip
         self.trust_anchors_pem = trust_anchors_pem
         self.watermark = watermark
         self.store = store
         self.max_upload_bytes = max_upload_bytes
+        self.resolver = StoreResolver(store, watermark) if store is not None else None
 
 
-def build_router(get_verifier: Callable[[], Verifier]) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["verify"])
+class SoftBindingQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alg: str = Field(description="Soft-binding algorithm name, e.g. org.hallmark.tilemark.v1")
+    value: str = Field(description="Base64 value of the soft binding, in the algorithm's format")
 
-    @router.post("/verify", response_model=VerificationReport, summary="Verify a video's provenance")
-    def verify_upload(  # a plain def: FastAPI runs it in a worker thread, off the event loop
-        file: UploadFile, verifier: Annotated[Verifier, Depends(get_verifier)]
-    ) -> VerificationReport:
-        """Upload a video (multipart field `file`): C2PA manifest, invisible watermark, audit record."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload.mp4"
-            size = 0
-            with path.open("wb") as out:  # streamed to disk in chunks: memory stays bounded
-                while chunk := file.file.read(1 << 20):
-                    size += len(chunk)
-                    if size > verifier.max_upload_bytes:
-                        raise HTTPException(
-                            status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"field 'file': larger than the limit of {verifier.max_upload_bytes} bytes",
-                        )
-                    out.write(chunk)
-            if size == 0:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "field 'file': empty upload")
-            report = verify(path, verifier.trust_anchors_pem, verifier.watermark, verifier.store)
-        if report.watermark.error and not report.manifest.present:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"field 'file': {report.watermark.error.replace(str(path) + ': ', '')}",
-            )
+
+class SoftBindingMatch(BaseModel):
+    manifestId: str  # noqa: N815 (the C2PA API's field names)
+    similarityScore: int = 100  # noqa: N815 (a decoded watermark with a valid CRC is an exact match)
+
+
+class SoftBindingQueryResult(BaseModel):
+    matches: list[SoftBindingMatch]
+
+
+class SoftBindingAlg(BaseModel):
+    alg: str
+
+
+class SoftBindingAlgList(BaseModel):
+    watermarks: list[SoftBindingAlg]
+    fingerprints: list[SoftBindingAlg] = []
+
+
+def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) -> APIRouter:
+    """`max_upload_bytes` bounds every request body of these routes (a multipart upload's framing included)."""
+    router = APIRouter(prefix="/v1", max_body_size=max_upload_bytes + 64 * 1024)
+    Dep = Annotated[Verifier, Depends(get_verifier)]
+
+    @router.post("/verify", response_model=VerificationReport, tags=["verify"],
+                 summary="Verify a video's provenance")  # fmt: skip
+    def verify_upload(file: UploadFile, verifier: Dep) -> VerificationReport:
+        """Upload a video (multipart field `file`): C2PA manifest, invisible watermark, the original
+        manifest when the file's own is stripped or broken, and the audit record."""
+        # a plain def: FastAPI runs it in a worker thread, off the event loop
+        with _spooled(file.file.read, verifier.max_upload_bytes, "file") as path:
+            try:
+                report = verify(path, verifier.trust_anchors_pem, verifier.watermark, verifier.store)
+            except VideoError as exc:
+                raise HTTPException(UNPROCESSABLE, f"field 'file': {_strip_path(exc, path)}") from exc
         report.file = file.filename or "upload"
         return report
 
+    def _matches(verifier: Verifier, alg: str, value: str, max_results: int) -> SoftBindingQueryResult:
+        if verifier.resolver is None:
+            return SoftBindingQueryResult(matches=[])
+        try:
+            labels = verifier.resolver.matches(alg, value, max_results)
+        except UnsupportedBinding as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+        return SoftBindingQueryResult(matches=[SoftBindingMatch(manifestId=label) for label in labels])
+
+    @router.get("/matches/byBinding", response_model=SoftBindingQueryResult, tags=["soft binding"],
+                summary="C2PA manifest ids for a soft binding (watermark value)")  # fmt: skip
+    def matches_by_binding(
+        verifier: Dep,
+        alg: Annotated[str, Query(description="Soft-binding algorithm name")],
+        value: Annotated[str, Query(description="Base64 value of the soft binding")],
+        max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
+    ) -> SoftBindingQueryResult:
+        return _matches(verifier, alg, value, max_results)
+
+    @router.post("/matches/byBinding", response_model=SoftBindingQueryResult, tags=["soft binding"],
+                 summary="C2PA manifest ids for a soft binding, value in the body")  # fmt: skip
+    def matches_by_large_binding(
+        query: SoftBindingQuery, verifier: Dep,
+        max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
+    ) -> SoftBindingQueryResult:  # fmt: skip
+        return _matches(verifier, query.alg, query.value, max_results)
+
+    @router.post("/matches/byContent", response_model=SoftBindingQueryResult, tags=["soft binding"],
+                 summary="C2PA manifest ids for a video: the service reads its watermark")  # fmt: skip
+    async def matches_by_content(
+        request: Request, verifier: Dep,
+        alg: Annotated[str | None, Query(description="Soft-binding algorithm to read")] = None,
+        max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
+    ) -> SoftBindingQueryResult:  # fmt: skip
+        """The request body is the video itself (Content-Type video/*)."""
+        media_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if not media_type.startswith("video/"):
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                                f"the body must be a video (Content-Type video/*), not {media_type or 'none'}")  # fmt: skip
+        watermark = verifier.watermark
+        if alg is not None and alg != watermark.soft_binding_alg:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                                f"alg {alg!r} is not read here; supported: {watermark.soft_binding_alg}")  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "upload"
+            with path.open("wb") as out:
+                async for chunk in request.stream():
+                    out.write(chunk)
+            if path.stat().st_size == 0:
+                raise HTTPException(UNPROCESSABLE, "the body is empty")
+            try:
+                reading = await run_in_threadpool(
+                    lambda: watermark.detect(iter_frames(path, 240, format=watermark.input_format))
+                )
+            except VideoError as exc:
+                raise HTTPException(UNPROCESSABLE, f"body: {_strip_path(exc, path)}") from exc
+        if not reading.detected or reading.payload is None:
+            return SoftBindingQueryResult(matches=[])
+        value = soft_binding_value(reading.payload, reading.key_id)
+        return _matches(verifier, watermark.soft_binding_alg, value, max_results)
+
+    @router.get("/manifests/{manifestId}", tags=["soft binding"], response_class=Response,
+                responses={200: {"content": {"application/c2pa": {}}}, 404: {"description": "unknown manifest"}},
+                summary="The C2PA manifest store of a released video")  # fmt: skip
+    def manifest_by_id(
+        verifier: Dep,
+        manifest_id: Annotated[str, PathParam(alias="manifestId")],
+        return_active_manifest: Annotated[bool, Query(alias="returnActiveManifest")] = False,
+    ) -> Response:
+        """The whole manifest store (the active manifest with its ingredients' manifests), as it was
+        embedded in the released file. `returnActiveManifest` is accepted; the store is returned
+        either way, since a C2PA manifest cannot be validated without the store it belongs to."""
+        store = verifier.store.manifest_store(manifest_id) if verifier.store is not None else None
+        if store is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no manifest {manifest_id!r}")
+        return Response(store, media_type="application/c2pa",
+                        headers={"Content-Disposition": 'attachment; filename="manifest.c2pa"'})  # fmt: skip
+
+    @router.get("/services/supportedAlgorithms", response_model=SoftBindingAlgList, tags=["soft binding"],
+                summary="Soft-binding algorithms this service resolves")  # fmt: skip
+    def supported_algorithms(verifier: Dep) -> SoftBindingAlgList:
+        return SoftBindingAlgList(watermarks=[SoftBindingAlg(alg=verifier.watermark.soft_binding_alg)])
+
     return router
+
+
+@contextmanager
+def _spooled(read: Callable[[int], bytes], limit: int, field: str) -> Iterator[Path]:
+    """Copy an upload to a temporary file in 1 MiB chunks, refusing more than `limit` bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload"
+        size = 0
+        with path.open("wb") as out:
+            while chunk := read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                        f"field '{field}': larger than the limit of {limit} bytes")  # fmt: skip
+                out.write(chunk)
+        if size == 0:
+            raise HTTPException(UNPROCESSABLE, f"field '{field}': empty upload")
+        yield path
+
+
+def _strip_path(exc: Exception, path: Path) -> str:
+    return str(exc).replace(f"{path}: ", "").replace(f"{path.name}: ", "")

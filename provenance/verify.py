@@ -1,4 +1,10 @@
-"""verify(file): what a third party can establish about a video they were handed."""
+"""verify(file): what a third party can establish about a video they were handed.
+
+One answer first (was it made by this generator, under which policy, has it been altered since),
+then the evidence: the embedded C2PA manifest as c2pa-rs validates it, the invisible watermark,
+the original manifest recovered through the watermark when the embedded one is gone or broken,
+and the audit record when this deployment's store is at hand.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +15,57 @@ from typing import Any
 from pydantic import BaseModel
 
 from audit import AuditStore
-from provenance.manifest import SCREENING_ASSERTION, read_manifest
+from provenance.manifest import SCREENING_ASSERTION, ManifestReading, read_manifest, soft_binding_value
+from provenance.resolve import ManifestResolver, ResolutionError, StoreResolver
 from provenance.video import VideoError, iter_frames
 from provenance.watermark import VideoWatermark
+
+# c2pa-rs validation codes of the hard binding: the hash of the file's bytes in the manifest.
+HASH_CODES = (
+    "assertion.bmffHash.",
+    "assertion.dataHash.",
+    "assertion.boxesHash.",
+    "assertion.collectionHash.",
+)
+
+
+class ValidationCode(BaseModel):
+    code: str
+    explanation: str | None = None
+
+
+class IngredientReport(BaseModel):
+    title: str | None = None
+    format: str | None = None
+    relationship: str | None = None
+    manifest: str | None = None  # the ingredient's own manifest label, when it had one
+    claim_generator: str | None = None
+    signer: str | None = None
+    failures: list[str] = []  # the ingredient manifest's validation failures when it was added
 
 
 class ManifestReport(BaseModel):
     present: bool
-    valid: bool = False
-    trusted: bool = False
-    validation_state: str | None = None
-    failures: list[str] = []
+    valid: bool = False  # the claim signature verifies and the manifest is well formed
+    trusted: bool = False  # the signer chains to a configured trust anchor
+    validation_state: str | None = None  # c2pa-rs: Trusted, Valid or Invalid
+    hash_binding: str = "unknown"  # intact, broken or unknown: do the file's bytes match the manifest
+    failures: list[str] = []  # every failure code, as c2pa-rs reports it
+    failure_details: list[ValidationCode] = []
     label: str | None = None
     claim_generator: str | None = None
     signer: str | None = None
+    signer_issuer: str | None = None
+    timestamp: str | None = None  # from a timestamp authority; None when signed without one
     actions: list[dict[str, Any]] = []
     model: str | None = None
+    digital_source_type: str | None = None
+    policy: str | None = None
     screening: dict[str, Any] | None = None
     soft_binding: dict[str, Any] | None = None  # {alg, value}: what the watermark should carry
+    training_mining: dict[str, Any] | None = None
+    ingredients: list[IngredientReport] = []
+    thumbnail: bool = False
     error: str | None = None
 
 
@@ -37,7 +76,18 @@ class WatermarkReport(BaseModel):
     method: str
     false_positive_probability: float | None = None  # chance an unmarked video reads like this
     frames_read: int = 0
+    soft_binding: dict[str, str] | None = None  # {alg, value} to query a resolution service
     details: dict[str, float | int] = {}
+    error: str | None = None
+
+
+class RecoveryReport(BaseModel):
+    """The original manifest, found through the watermark when the file's own is gone or broken."""
+
+    attempted: bool
+    source: str | None = None  # "local audit store" or a resolver URL
+    manifest_id: str | None = None
+    manifest: ManifestReport | None = None  # validated against this file
     error: str | None = None
 
 
@@ -52,57 +102,87 @@ class RecordReport(BaseModel):
     matched_by: str
 
 
+class Conclusion(BaseModel):
+    made_by_generator: bool | None  # None: cannot tell
+    generator: str | None = None
+    policy: str | None = None
+    altered: bool | None  # since signing; None: cannot tell
+    summary: str
+
+
 class VerificationReport(BaseModel):
     file: str
     sha256: str
+    conclusion: Conclusion
     manifest: ManifestReport
     watermark: WatermarkReport
+    recovery: RecoveryReport
     record: RecordReport | None = None
 
     def summary(self) -> list[str]:
         """The report in plain words, one line per finding."""
-        m, w = self.manifest, self.watermark
-        lines = []
-        if not m.present:
-            lines.append(
-                "C2PA manifest: not found (never signed, or stripped)" + (f"; {m.error}" if m.error else "")
-            )
-        else:
-            lines.append(
-                f"C2PA manifest: found; signature {'valid' if m.valid else 'INVALID'}; "
-                f"signer {'trusted' if m.trusted else 'NOT trusted'} against the configured trust anchors"
-                + (f" ({m.validation_state})" if m.validation_state else "")
-            )
-            if m.failures:
-                lines.append("  validation failures: " + ", ".join(m.failures))
-            if m.signer:
-                lines.append(f"  signed by: {m.signer}")
-            for action in m.actions:
-                agent = action.get("softwareAgent") or {}
-                agent_name = agent.get("name") if isinstance(agent, dict) else agent
-                lines.append(
-                    f"  action: {action.get('action')}" + (f" by {agent_name}" if agent_name else "")
-                )
-            if m.model:
-                lines.append(f"  model: {m.model}")
-            if m.screening:
-                lines.append(f"  policy: {m.screening.get('policy')}")
+        lines = [self.conclusion.summary, ""]
+        lines += _manifest_lines("C2PA manifest", self.manifest)
+        w = self.watermark
         if w.detected:
             key = f", key id {w.key_id}" if w.key_id is not None else ""
             lines.append(f"Invisible watermark: detected, payload {w.payload}{key} ({w.method}; false-positive "
                          f"probability {w.false_positive_probability:.1e}; {w.frames_read} frames read)")  # fmt: skip
         else:
             lines.append(f"Invisible watermark: not detected ({w.method}){': ' + w.error if w.error else ''}")
-        if self.record:
-            r = self.record
-            lines.append(
-                f"Audit record: {r.generation_id} ({r.status}, {r.created_at}), policy {r.policy}, "
-                f"model {r.model}; matched by {r.matched_by}; file "
-                + ("identical to the released file" if r.matches_file else "differs from the released file")
+        r = self.recovery
+        if r.manifest is not None:
+            lines += _manifest_lines(
+                f"Original manifest, recovered from {r.source} by the watermark", r.manifest
             )
-        else:
-            lines.append("Audit record: none found in the local store")
+        elif r.attempted:
+            lines.append("Original manifest: not recovered" + (f" ({r.error})" if r.error else " (no match)"))
+        if self.record:
+            rec = self.record
+            lines.append(
+                f"Audit record: {rec.generation_id} ({rec.status}, {rec.created_at}), policy {rec.policy}, "
+                f"model {rec.model}; matched by {rec.matched_by}; file "
+                + ("identical to the released file" if rec.matches_file else "differs from the released file")
+            )
         return lines
+
+
+def _manifest_lines(title: str, m: ManifestReport) -> list[str]:
+    if not m.present:
+        return [f"{title}: not found (never signed, or stripped)" + (f"; {m.error}" if m.error else "")]
+    lines = [
+        f"{title}: signature {'valid' if m.valid else 'INVALID'}; signer "
+        f"{'trusted' if m.trusted else 'NOT trusted'} against the configured trust anchors; "
+        f"hash binding {m.hash_binding}" + (f" ({m.validation_state})" if m.validation_state else "")
+    ]
+    for detail in m.failure_details:
+        lines.append(f"  failure {detail.code}: {detail.explanation or ''}".rstrip(": "))
+    if m.label:
+        lines.append(
+            f"  manifest {m.label}" + (f", claim generator {m.claim_generator}" if m.claim_generator else "")
+        )
+    if m.signer:
+        lines.append(
+            f"  signed by {m.signer}" + (f", issued by {m.signer_issuer}" if m.signer_issuer else "")
+        )
+    lines.append(
+        f"  timestamp {m.timestamp} (timestamp authority)"
+        if m.timestamp
+        else "  timestamp: none (signed without a timestamp authority; the signing time is not attested)"
+    )
+    for action in m.actions:
+        agent = action.get("softwareAgent") or {}
+        agent_name = agent.get("name") if isinstance(agent, dict) else agent
+        lines.append(f"  action {action.get('action')}" + (f" by {agent_name}" if agent_name else ""))
+    if m.model:
+        lines.append(f"  model {m.model}")
+    if m.policy:
+        lines.append(f"  screened under policy {m.policy}")
+    for ing in m.ingredients:
+        own = f", with its own manifest {ing.manifest}" if ing.manifest else ", no manifest of its own"
+        signer = f" signed by {ing.signer}" if ing.signer else ""
+        lines.append(f"  ingredient {ing.title} ({ing.format}, {ing.relationship}){own}{signer}")
+    return lines
 
 
 def sha256_file(path: Path) -> str:
@@ -119,38 +199,148 @@ def verify(
     watermark: VideoWatermark,
     store: AuditStore | None = None,
     max_frames: int = 240,
+    resolver: ManifestResolver | None = None,
 ) -> VerificationReport:
-    """Check the C2PA manifest, detect the invisible watermark and look the file up in the store.
+    """Check the C2PA manifest, detect the invisible watermark, recover the original manifest when
+    the file's own is missing or broken, and look the file up in the store.
 
     Frames are streamed to the detector, which stops at the first window that decodes; at most
-    `max_frames` are read, so time and memory stay bounded whatever the file claims.
+    `max_frames` are read, so time and memory stay bounded whatever the file claims. `resolver`
+    defaults to the store's. Raises VideoError for a file that is neither a video nor a C2PA asset.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     sha = sha256_file(path)
-    manifest = _manifest_report(path, trust_anchors_pem)
+    manifest = manifest_report(read_manifest(path, trust_anchors_pem))
     try:
         reading = watermark.detect(iter_frames(path, max_frames, format=watermark.input_format))
         mark = WatermarkReport(**reading.__dict__)
     except VideoError as exc:
+        if not manifest.present:
+            raise VideoError(
+                f"{path.name}: not a readable video: {str(exc).replace(str(path) + ': ', '')}"
+            ) from exc
         mark = WatermarkReport(detected=False, method=watermark.name, error=str(exc))
+    if mark.detected and mark.payload:
+        value = soft_binding_value(mark.payload, mark.key_id)
+        mark.soft_binding = {"alg": watermark.soft_binding_alg, "value": value}
+
+    if resolver is None and store is not None:
+        resolver = StoreResolver(store, watermark)
+    recovery = RecoveryReport(attempted=False)
+    needs_recovery = not manifest.present or not manifest.valid or manifest.hash_binding == "broken"
+    if needs_recovery and mark.soft_binding and resolver is not None:
+        recovery = _recover(path, trust_anchors_pem, resolver, mark.soft_binding)
     record = _lookup(store, mark.payload, sha) if store is not None else None
-    return VerificationReport(file=str(path), sha256=sha, manifest=manifest, watermark=mark, record=record)
+    return VerificationReport(
+        file=str(path), sha256=sha, conclusion=conclude(manifest, mark, recovery), manifest=manifest,
+        watermark=mark, recovery=recovery, record=record,
+    )  # fmt: skip
 
 
-def _manifest_report(path: Path, trust_anchors_pem: str | None) -> ManifestReport:
-    reading = read_manifest(path, trust_anchors_pem)
+def _recover(
+    path: Path, anchors: str | None, resolver: ManifestResolver, binding: dict[str, str]
+) -> RecoveryReport:
+    try:
+        found = resolver.resolve(binding["alg"], binding["value"])
+    except ResolutionError as exc:
+        return RecoveryReport(attempted=True, error=str(exc))
+    if found is None:
+        return RecoveryReport(attempted=True)
+    recovered = manifest_report(read_manifest(path, anchors, manifest_store=found.store))
+    if recovered.label != found.manifest_id:
+        return RecoveryReport(attempted=True, source=found.source, manifest_id=found.manifest_id,
+                              error=f"the resolver's manifest store is labelled {recovered.label}, "
+                                    f"not {found.manifest_id}: ignored")  # fmt: skip
+    if recovered.soft_binding and recovered.soft_binding.get("value") != binding["value"]:
+        return RecoveryReport(attempted=True, source=found.source, manifest_id=found.manifest_id,
+                              error="the recovered manifest's soft binding is not this watermark: ignored")  # fmt: skip
+    return RecoveryReport(
+        attempted=True, source=found.source, manifest_id=found.manifest_id, manifest=recovered
+    )
+
+
+def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclusion:
+    """The one answer: made by this generator? under which policy? altered since?"""
+    mismatch = (
+        m.present
+        and w.detected
+        and m.soft_binding is not None
+        and w.soft_binding is not None
+        and m.soft_binding.get("value") != w.soft_binding["value"]
+    )
+    if m.present and m.valid and m.hash_binding != "broken" and not mismatch:
+        who = f"{m.claim_generator or 'an unnamed generator'}, model {m.model or 'not stated'}"
+        if not m.trusted:
+            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=False,
+                              summary=f"Signed by {m.signer}, which is NOT trusted against the configured trust "
+                                      f"anchors: the manifest claims {who}, but who made it cannot be confirmed.")  # fmt: skip
+        return Conclusion(made_by_generator=True, generator=m.claim_generator, policy=m.policy, altered=False,
+                          summary=f"Authentic: made by {who}, screened under policy {m.policy or 'not stated'}, "
+                                  f"signed by {m.signer} (trusted). Not altered since it was signed.")  # fmt: skip
+    original = r.manifest
+    if original is not None and original.valid:
+        what = "the embedded manifest no longer matches the file" if m.present else "it carries no manifest"
+        how = ("Its content is byte-for-byte what was signed; only the manifest was removed."
+               if original.hash_binding == "intact" else
+               "The file was re-encoded, edited or stripped since it was signed.")  # fmt: skip
+        trusted = "trusted" if original.trusted else "NOT trusted"
+        return Conclusion(made_by_generator=original.trusted, generator=original.claim_generator,
+                          policy=original.policy, altered=original.hash_binding != "intact",
+                          summary=f"Made by {original.claim_generator}, model {original.model}, under policy "
+                                  f"{original.policy}: {what}, but its watermark (false-positive probability "
+                                  f"{w.false_positive_probability:.1e}) resolves to the original manifest "
+                                  f"{original.label}, signed by {original.signer} ({trusted}). {how}")  # fmt: skip
+    if m.present:
+        codes = ", ".join(m.failures) or m.error or "invalid"
+        if mismatch:
+            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=True,
+                              summary="Altered: the watermark in the pictures is not the one the manifest names "
+                                      "(content from another video, or a forged manifest).")  # fmt: skip
+        if m.hash_binding == "broken" or not m.label:
+            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=True,
+                              summary=f"Altered or corrupted after signing: the manifest does not validate ({codes}).")  # fmt: skip
+        return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=None,
+                          summary=f"The manifest's signature cannot be validated ({codes}): who made the video "
+                                  "and whether it was altered cannot be confirmed.")  # fmt: skip
+    if w.detected:
+        return Conclusion(made_by_generator=True, altered=True,
+                          summary=f"Watermarked by this generator's key (id {w.key_id}, false-positive "
+                                  f"probability {w.false_positive_probability:.1e}), but it carries no manifest "
+                                  f"and the original could not be recovered"
+                                  + (f" ({r.error})." if r.error else "."))  # fmt: skip
+    return Conclusion(made_by_generator=None, altered=None,
+                      summary="No provenance found: no C2PA manifest and no watermark of this generator. "
+                              "That does not show the video was not generated.")  # fmt: skip
+
+
+def manifest_report(reading: ManifestReading) -> ManifestReport:
     if not reading.present:
-        return ManifestReport(present=False)
+        return ManifestReport(present=False, error=reading.error)
+    failures = reading.results.get("activeManifest", {}).get("failure", [])
+    successes = reading.results.get("activeManifest", {}).get("success", [])
+    hash_failed = any(f["code"].startswith(HASH_CODES) for f in failures)
+    hash_matched = any(s["code"].startswith(HASH_CODES) and s["code"].endswith(".match") for s in successes)
     report = ManifestReport(
         present=True,
         valid=reading.validation_state in ("Valid", "Trusted"),
         trusted=reading.validation_state == "Trusted",
         validation_state=reading.validation_state,
+        hash_binding="broken" if hash_failed else "intact" if hash_matched else "unknown",
         failures=reading.failures,
+        failure_details=[ValidationCode(code=f["code"], explanation=f.get("explanation")) for f in failures],
         error=reading.error,
     )
+    # A broken hash binding alone makes c2pa-rs say Invalid; the claim signature is still checked.
+    signature_ok = any(s["code"] == "claimSignature.validated" for s in successes)
+    if (
+        reading.validation_state == "Invalid"
+        and signature_ok
+        and all(f["code"].startswith(HASH_CODES) for f in failures)
+    ):
+        report.valid = True
+        report.trusted = any(s["code"] == "signingCredential.trusted" for s in successes)
     active = reading.active
     if not active:
         return report
@@ -160,18 +350,44 @@ def _manifest_report(path: Path, trust_anchors_pem: str | None) -> ManifestRepor
         report.claim_generator = " ".join(str(generators[0].get(k, "")) for k in ("name", "version")).strip()
     signature = active.get("signature_info") or {}
     report.signer = signature.get("common_name") or signature.get("issuer")
+    report.signer_issuer = signature.get("issuer")
+    report.timestamp = signature.get("time")
+    report.thumbnail = bool(active.get("thumbnail"))
     for assertion in active.get("assertions", []):
-        if assertion["label"].startswith("c2pa.actions"):
-            report.actions = assertion["data"].get("actions", [])
-        elif assertion["label"] == SCREENING_ASSERTION:
-            report.screening = assertion["data"]
-        elif assertion["label"] == "c2pa.soft-binding":
-            blocks = assertion["data"].get("blocks") or [{}]
-            report.soft_binding = {"alg": assertion["data"].get("alg"), "value": blocks[0].get("value")}
+        label, data = assertion["label"], assertion.get("data") or {}
+        if label.startswith("c2pa.actions"):
+            report.actions = data.get("actions", [])
+        elif label == SCREENING_ASSERTION:
+            report.screening = data
+            report.policy = data.get("policy")
+        elif label == "c2pa.soft-binding":
+            blocks = data.get("blocks") or [{}]
+            report.soft_binding = {"alg": data.get("alg"), "value": blocks[0].get("value")}
+        elif label in ("c2pa.training-mining", "cawg.training-mining") and report.training_mining is None:
+            report.training_mining = data.get("entries")
     created = next((a for a in report.actions if a.get("action") == "c2pa.created"), None)
-    if created and isinstance(created.get("softwareAgent"), dict):
-        agent = created["softwareAgent"]
-        report.model = f"{agent.get('name')} {agent.get('version', '')}".strip()
+    if created:
+        report.digital_source_type = created.get("digitalSourceType")
+        if isinstance(created.get("softwareAgent"), dict):
+            agent = created["softwareAgent"]
+            report.model = f"{agent.get('name')} {agent.get('version', '')}".strip()
+    for ingredient in active.get("ingredients", []):
+        label = ingredient.get("active_manifest")
+        own = reading.manifests.get(label, {}) if label else {}
+        generator = (own.get("claim_generator_info") or [{}])[0]
+        results = ingredient.get("validation_results", {}).get("activeManifest", {})
+        report.ingredients.append(
+            IngredientReport(
+                title=ingredient.get("title"),
+                format=ingredient.get("format"),
+                relationship=ingredient.get("relationship"),
+                manifest=label,
+                claim_generator=" ".join(str(generator.get(k, "")) for k in ("name", "version")).strip()
+                or None,
+                signer=(own.get("signature_info") or {}).get("common_name"),
+                failures=[f["code"] for f in results.get("failure", [])],
+            )
+        )
     return report
 
 

@@ -37,6 +37,9 @@ def iter_frames(path: Path, max_frames: int | None = None, format: str = "rgb24"
     count = 0
     try:
         with av.open(str(path)) as container:
+            kind = container.format.name
+            if kind == "image2" or kind.endswith("_pipe"):  # ffmpeg reads a still image as one frame
+                raise VideoError(f"{path}: an image ({kind.removesuffix('_pipe')}), not a video")
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream")
             container.streams.video[0].thread_type = "AUTO"
@@ -64,6 +67,9 @@ def thumbnail_strip(path: Path, count: int = 8, height: int = 96) -> bytes:
 
     try:
         with av.open(str(path)) as container:
+            kind = container.format.name
+            if kind == "image2" or kind.endswith("_pipe"):  # ffmpeg reads a still image as one frame
+                raise VideoError(f"{path}: an image ({kind.removesuffix('_pipe')}), not a video")
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream")
             stream = container.streams.video[0]
