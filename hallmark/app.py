@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(build_verify_router(get_verifier))
+    app.include_router(build_verify_router(get_verifier, settings.max_upload_mb * 1024 * 1024))
     app.include_router(build_review_router(get_review))
     app.include_router(build_pages())
     return app

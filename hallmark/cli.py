@@ -19,11 +19,13 @@ api_keys_app = typer.Typer(
     help="API keys for the HTTP API (roles: generator, reviewer, admin).", no_args_is_help=True
 )
 db_app = typer.Typer(help="The audit database's schema.", no_args_is_help=True)
+certs_app = typer.Typer(help="C2PA signing certificates.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="watermark-keys")
 app.add_typer(api_keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(certs_app, name="certs")
 
 console = Console(stderr=True)
 EXIT_BLOCKED, EXIT_ERROR = 3, 4
@@ -64,14 +66,14 @@ def generate(
     if output.exists() and not overwrite:
         raise _fail(f"{output} exists; pass --overwrite to replace it")
     settings = _settings(policy=policy)
-    input_image = _load_image(image) if image else None
+    input_image, image_file = _load_image(image) if image else (None, None)
     try:
         with console.status("Loading models and policy..."):
             pipeline = build_pipeline(settings)
     except (PolicyError, OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
     request = GenerationRequest(
-        prompt=prompt, output=output, image=input_image, num_frames=frames, height=height,
+        prompt=prompt, output=output, image=input_image, image_file=image_file, num_frames=frames, height=height,
         width=width, steps=steps, seed=seed, fps=fps, overwrite=overwrite,
     )  # fmt: skip
     with Progress(
@@ -99,14 +101,24 @@ def generate(
 
 
 def _load_image(path: Path):
+    """The image's pixels, and the file as given: it becomes the C2PA ingredient, manifest and all."""
+    import io
+
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from provenance import Ingredient
+
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as img:
+            media_type = Image.MIME.get(img.format or "", "")
+            pixels = np.asarray(img.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
         raise _fail(f"{path}: not a readable image: {exc}") from exc
+    if media_type not in ("image/png", "image/jpeg", "image/webp", "image/tiff", "image/gif"):
+        return pixels, None  # a format C2PA cannot carry as an ingredient: a PNG of the pixels is
+    return pixels, Ingredient(data, media_type, path.name)
 
 
 def _result_json(result, settings) -> dict:
@@ -127,6 +139,7 @@ def _result_json(result, settings) -> dict:
             "payload": result.watermark_payload,
         },  # fmt: skip
         "manifest_label": result.manifest_label,
+        "warnings": result.warnings,
         "audit": {"database": settings.resolved_database_url, "record_id": result.record_id},
         "verdicts": [v.to_dict() for v in result.verdicts],
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
@@ -163,6 +176,8 @@ def _print_result(result, settings) -> None:
         key = f", key id {result.watermark_key_id}" if result.watermark_key_id is not None else ""
         out.print(f"  watermark payload {result.watermark_payload} ({result.watermark_method}{key})")
         out.print(f"  C2PA manifest {result.manifest_label}")
+        for warning in result.warnings:
+            out.print(f"[yellow]warning:[/] {warning}")
     elif result.status == "blocked":
         out.print(f"[bold red]refused[/] at stage '{result.stage}': {result.reason}. No file was written.")
     else:
@@ -175,15 +190,36 @@ def _print_result(result, settings) -> None:
 def verify(
     file: Annotated[Path, typer.Argument(help="The video to check.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    resolver: Annotated[
+        str | None,
+        typer.Option(
+            help="A Soft Binding Resolution API (e.g. https://hallmark.example/v1) to ask for the "
+            "original manifest of a stripped or re-encoded file. Default: the local store."
+        ),
+    ] = None,  # fmt: skip
 ) -> None:
-    """Check a video's C2PA manifest and invisible watermark, and find its audit record."""
+    """Check a video's C2PA manifest and invisible watermark, recover the original manifest of a
+    stripped or re-encoded copy, and find its audit record.
+
+    Exit codes: 0 authentic (trusted manifest, file unaltered); 3 made by this generator but altered
+    since signing (re-encoded, edited or stripped); 4 no trusted provenance (no manifest or
+    watermark, untrusted signer, or a manifest that does not validate); 1 unreadable file.
+    """
     from hallmark.compose import build_watermark, trust_anchors_pem
+    from provenance import VideoError
     from provenance import verify as verify_file
+    from provenance.resolve import HttpResolver
 
     settings = _settings()
     if not file.is_file():
         raise _fail(f"{file}: no such file")
-    report = verify_file(file, trust_anchors_pem(settings), build_watermark(settings), _store(settings))
+    resolver_url = resolver or settings.resolver_url
+    try:
+        remote = HttpResolver(resolver_url) if resolver_url else None
+        report = verify_file(file, trust_anchors_pem(settings), build_watermark(settings), _store(settings),
+                             resolver=remote)  # fmt: skip
+    except (VideoError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
     if as_json:
         print(report.model_dump_json(indent=2))
     else:
@@ -191,6 +227,10 @@ def verify(
         out.print(f"[bold]{file}[/] sha256 {report.sha256}")
         for line in report.summary():
             out.print(line, markup=False, highlight=False)
+    c = report.conclusion
+    if c.made_by_generator and c.altered is False:
+        return
+    raise typer.Exit(EXIT_BLOCKED if c.made_by_generator else EXIT_ERROR)
 
 
 @app.command()
@@ -388,6 +428,64 @@ def keys_rotate() -> None:
     except (WatermarkError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     Console().print(f"[green]new embedding key[/] id {new.key_id} in {path}; older keys now detect only")
+
+
+@certs_app.command("check")
+def certs_check() -> None:
+    """Check the signing chain as generation does at start-up: validity, chain, EKU, key, anchors."""
+    from hallmark.compose import build_signer
+    from provenance import CertificateError
+
+    try:
+        signer = build_signer(_settings())
+    except (CertificateError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    Console().print(f"[green]usable[/]: {signer.certificate_subject}")
+
+
+@certs_app.command("list")
+def certs_list() -> None:
+    """The signing certificate in use and the retired ones whose checkpoints and files still verify."""
+    from hallmark.compose import retired_signers, signing_material
+    from provenance import CertificateError
+
+    settings = _settings()
+    try:
+        material = signing_material(settings)
+        active = _load_certs(material.chain_path)[0]
+        retired = retired_signers(settings)
+    except (CertificateError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    out = Console()
+    out.print(f"trust anchors {material.trust_anchors_path}")
+    for role, cert in [("signing", active)] + [("retired", c) for c in retired]:
+        out.print(f"  {role:<8} {cert.subject.rfc4514_string()}  serial {cert.serial_number:x}  valid "
+                  f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}")  # fmt: skip
+
+
+@certs_app.command("rotate")
+def certs_rotate() -> None:
+    """Issue a new development signing certificate; the old one is kept as retired.
+
+    Files signed before still verify (same development root), and so do audit checkpoints. For a
+    production chain, point HALLMARK_SIGNING_CHAIN and _KEY at the new one and add the old
+    certificate to HALLMARK_RETIRED_SIGNING_CERTS."""
+    from provenance import rotate_dev_signer
+
+    settings = _settings()
+    if settings.signing_chain is not None:
+        raise _fail("HALLMARK_SIGNING_CHAIN is configured: rotate it with your CA, then add the old "
+                    "certificate to HALLMARK_RETIRED_SIGNING_CERTS")  # fmt: skip
+    leaf = rotate_dev_signer(settings.certs_dir)
+    Console().print(
+        f"[green]new signing certificate[/] serial {leaf.serial_number:x} in {settings.certs_dir}"
+    )
+
+
+def _load_certs(path: Path):
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificates(path.read_bytes())
 
 
 @policy_app.command("check")

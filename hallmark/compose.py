@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+
+from cryptography import x509
 
 from audit import AuditStore, CheckpointKey
 from generator import DiffusersBackend, GuardedPipeline
@@ -20,6 +23,7 @@ from policy import Policy
 from provenance import (
     InvisibleWatermark,
     ManifestSigner,
+    SignCallback,
     SigningMaterial,
     TileMark,
     VideoWatermark,
@@ -28,6 +32,7 @@ from provenance import (
     ensure_dev_chain,
     ensure_dev_watermark_keys,
     load_watermark_keys,
+    retired_dev_signers,
 )
 
 
@@ -39,9 +44,19 @@ def configure_torch(settings: Settings) -> None:
 
 
 def signing_material(settings: Settings) -> SigningMaterial:
+    """The signing chain, its key (None when a callback holds it) and the trust anchors."""
+    if settings.signing_callback and not settings.signing_chain:
+        raise ValueError(
+            "HALLMARK_SIGNING_CALLBACK needs HALLMARK_SIGNING_CHAIN, the certificate chain of its key"
+        )
     if settings.signing_chain or settings.signing_key:
-        if not (settings.signing_chain and settings.signing_key):
-            raise ValueError("set both HALLMARK_SIGNING_CHAIN and HALLMARK_SIGNING_KEY, or neither")
+        if not settings.signing_chain or not (settings.signing_key or settings.signing_callback):
+            raise ValueError(
+                "set HALLMARK_SIGNING_CHAIN with HALLMARK_SIGNING_KEY (a key file) or with "
+                "HALLMARK_SIGNING_CALLBACK (a KMS or HSM), or none of them"
+            )
+        if settings.signing_key and settings.signing_callback:
+            raise ValueError("set HALLMARK_SIGNING_KEY or HALLMARK_SIGNING_CALLBACK, not both")
         if not settings.trust_anchors:
             # Trusting the configured chain itself would make every file it signs "trusted".
             raise ValueError(
@@ -54,6 +69,38 @@ def signing_material(settings: Settings) -> SigningMaterial:
     return material
 
 
+def sign_callback(settings: Settings) -> SignCallback | None:
+    """HALLMARK_SIGNING_CALLBACK=package.module:function, a function that signs bytes with a KMS or HSM key."""
+    if not settings.signing_callback:
+        return None
+    module_name, _, attribute = settings.signing_callback.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(
+            f"HALLMARK_SIGNING_CALLBACK={settings.signing_callback}: expected package.module:function"
+        )
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"HALLMARK_SIGNING_CALLBACK={settings.signing_callback}: {exc}") from exc
+    if not callable(function):
+        raise ValueError(f"HALLMARK_SIGNING_CALLBACK={settings.signing_callback}: not callable")
+    return function
+
+
+def build_signer(settings: Settings) -> ManifestSigner:
+    """The C2PA signer; its certificate chain is checked here, so a bad one fails at start-up."""
+    return ManifestSigner(signing_material(settings), tsa_url=settings.tsa_url, sign=sign_callback(settings))
+
+
+def retired_signers(settings: Settings) -> list[x509.Certificate]:
+    """Signing certificates used before a rotation: configured, or the development chain's retired ones."""
+    if settings.retired_signing_certs is not None:
+        return x509.load_pem_x509_certificates(settings.retired_signing_certs.read_bytes())
+    if settings.signing_chain is None:
+        return retired_dev_signers(settings.certs_dir)
+    return []
+
+
 def trust_anchors_pem(settings: Settings) -> str:
     if settings.trust_anchors:
         return settings.trust_anchors.read_text()
@@ -63,9 +110,14 @@ def trust_anchors_pem(settings: Settings) -> str:
 def open_store(settings: Settings) -> AuditStore:
     """The audit store; its chain-head checkpoints are signed with the deployment's signing key."""
     material = signing_material(settings)
-    key = CheckpointKey.from_files(material.chain_path, material.key_path)
+    callback = sign_callback(settings)
+    if callback is None:
+        key = CheckpointKey.from_files(material.chain_path, material.key_path)
+    else:
+        key = CheckpointKey(x509.load_pem_x509_certificates(material.chain_pem())[0], sign_callback=callback)
     return AuditStore(settings.resolved_database_url, checkpoint_key=key,
-                      checkpoint_every=settings.audit_checkpoint_every)  # fmt: skip
+                      checkpoint_every=settings.audit_checkpoint_every,
+                      retired_checkpoint_keys=[CheckpointKey(c) for c in retired_signers(settings)])  # fmt: skip
 
 
 def watermark_keys(settings: Settings) -> list[WatermarkKey]:
@@ -120,7 +172,7 @@ def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedP
         frame_classifiers=frame_classifiers,
         visible_watermark=VisibleWatermark(policy.provenance.visible_watermark),
         invisible_watermark=build_watermark(settings),
-        signer=ManifestSigner(signing_material(settings), tsa_url=settings.tsa_url),
+        signer=build_signer(settings),
         audit=open_store(settings),
         crf=settings.video_crf,
     )

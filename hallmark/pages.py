@@ -1,5 +1,8 @@
-"""Web pages served by the app. The review page is static HTML that calls the review API from the
-browser with the reviewer's key (kept in the tab's sessionStorage, never in a cookie or URL)."""
+"""Web pages served by the app, static HTML that calls the API from the browser.
+
+- /verify, public: upload a video, see the verification report.
+- /review: the review API with the reviewer's key (kept in the tab's sessionStorage, never in a
+  cookie or URL)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ def build_pages() -> APIRouter:
     @router.get("/review", response_class=HTMLResponse)
     def review_page() -> HTMLResponse:
         return HTMLResponse((_STATIC / "review.html").read_text(), headers=_SECURITY_HEADERS)
+
+    @router.get("/verify", response_class=HTMLResponse)
+    def verify_page() -> HTMLResponse:
+        return HTMLResponse((_STATIC / "verify.html").read_text(), headers=_SECURITY_HEADERS)
 
     return router
 

@@ -49,8 +49,17 @@ class Settings(BaseSettings):
     # C2PA signing. Empty: a development chain is created in <data_dir>/certs on first run.
     signing_chain: Path | None = None
     signing_key: Path | None = None
-    trust_anchors: Path | None = None  # PEM bundle; default: the development root
-    tsa_url: str | None = None
+    # Or the key lives in a KMS or HSM: "package.module:function", a function bytes -> signature.
+    signing_callback: str | None = None
+    # PEM bundle of trust anchors (e.g. the C2PA trust list); default: the development root.
+    trust_anchors: Path | None = None
+    # PEM bundle of signing certificates used before a rotation (their audit checkpoints verify).
+    retired_signing_certs: Path | None = None
+    tsa_url: str | None = None  # RFC 3161 timestamp authority; offline, files are signed without one
+
+    # A Soft Binding Resolution API (another Hallmark's /v1) that `hallmark verify` asks for the
+    # original manifest of a stripped or re-encoded file, when the local store does not know it.
+    resolver_url: str | None = None
 
     max_upload_mb: int = Field(default=512, gt=0)  # POST /v1/verify
 
