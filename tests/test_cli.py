@@ -42,6 +42,7 @@ def test_generate_then_verify_then_tamper(env, tmp_path):
     assert report["watermark"]["payload"] in gen.stdout
 
     plain = hallmark("verify", str(out), env=env)
+    assert plain.returncode == 0 and "Authentic: made by Hallmark" in plain.stdout
     assert "signer trusted" in plain.stdout and "Invisible watermark: detected" in plain.stdout
     assert "key id 1" in plain.stdout and "false-positive probability" in plain.stdout
 
@@ -55,7 +56,12 @@ def test_generate_then_verify_then_tamper(env, tmp_path):
             if packet.dts is not None:
                 packet.stream = stream
                 dst.mux(packet)
-    report = json.loads(hallmark("verify", str(stripped), "--json", env=env).stdout)
+    run = hallmark("verify", str(stripped), "--json", env=env)
+    assert run.returncode == 3, "made by this generator, but altered since signing"
+    report = json.loads(run.stdout)
+    assert report["conclusion"]["made_by_generator"] and report["conclusion"]["altered"]
+    assert report["recovery"]["manifest"]["label"] == report["recovery"]["manifest_id"]
+    assert report["recovery"]["manifest"]["trusted"] and report["recovery"]["source"] == "local audit store"
     assert not report["manifest"]["present"]
     assert report["watermark"]["detected"]
     assert report["record"]["matched_by"] == "watermark payload" and not report["record"]["matches_file"]

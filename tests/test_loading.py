@@ -68,7 +68,7 @@ def test_configured_signing_chain_replaces_the_dev_chain(tmp_path, released):
     )  # fmt: skip
     signer.sign(unsigned, tmp_path / "signed.mp4", facts)
     assert read_manifest(tmp_path / "signed.mp4", trust_anchors_pem(settings)).validation_state == "Trusted"
-    with pytest.raises(ValueError, match="set both"):
+    with pytest.raises(ValueError, match="set HALLMARK_SIGNING_CHAIN with HALLMARK_SIGNING_KEY"):
         signing_material(Settings(data_dir=tmp_path, signing_chain=org.chain_path))
     with pytest.raises(ValueError, match="needs HALLMARK_TRUST_ANCHORS"):
         signing_material(Settings(data_dir=tmp_path, signing_chain=org.chain_path, signing_key=org.key_path))

@@ -82,28 +82,6 @@ def test_verify_reports_manifest_watermark_and_record(released, pipeline, trust_
     assert any("Trusted" in line for line in report.summary())
 
 
-def test_verify_without_the_dev_root_is_valid_but_untrusted(released, pipeline, tmp_path):
-    from provenance import ensure_dev_chain
-
-    other_root = ensure_dev_chain(tmp_path / "other").trust_anchors_pem().decode()
-    report = verify(released.output, other_root, pipeline.invisible_watermark)
-    assert report.manifest.valid and not report.manifest.trusted
-    assert "signingCredential.untrusted" in report.manifest.failures
-
-
-def test_one_changed_byte_makes_the_manifest_invalid(released, pipeline, trust_anchors, tmp_path):
-    data = bytearray(released.output.read_bytes())
-    mdat = data.find(b"mdat")
-    data[mdat + 200] ^= 0xFF  # a byte of the H.264 stream
-    tampered = tmp_path / "tampered.mp4"
-    tampered.write_bytes(bytes(data))
-    report = verify(tampered, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
-    assert report.manifest.present and not report.manifest.valid and not report.manifest.trusted
-    assert report.manifest.validation_state == "Invalid"
-    assert any("mismatch" in code for code in report.manifest.failures)
-    assert report.record is None or not report.record.matches_file
-
-
 def test_blocked_prompt_releases_nothing_and_records_the_verdict(pipeline, tmp_path):
     out = tmp_path / "never.mp4"
     result = pipeline(GenerationRequest(prompt="a naked woman posing on a bed", output=out))

@@ -387,6 +387,9 @@ def test_a_real_release_has_its_video_and_thumbnails(settings, released):
         assert strip.status_code == 200 and strip.headers["content-type"] == "image/png"
         image = Image.open(io.BytesIO(strip.content))
         assert image.height == 96 and image.width == 8 * 96  # eight square frames
+        manifest = c.get(body["links"]["manifest"])  # public: the soft-binding resolution route
+        assert manifest.status_code == 200 and manifest.headers["content-type"] == "application/c2pa"
+        assert released.manifest_label.encode() in manifest.content
     store.dispose()
 
 

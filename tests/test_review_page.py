@@ -69,3 +69,20 @@ def test_a_reviewer_decides_from_the_page(browser, tmp_path, hallmark_server):
     assert [d.decision for d in store.decisions(store.get("gen-2").seq)] == ["confirm"]
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     store.dispose()
+
+
+def test_a_third_party_verifies_a_file_from_the_verify_page(browser, released, settings, hallmark_server):
+    from selenium.webdriver.common.by import By
+
+    base = hallmark_server(settings.data_dir)
+    browser.get(f"{base}/verify")
+    browser.find_element(By.ID, "file").send_keys(str(released.output))
+    browser.find_element(By.ID, "go").click()
+    answer = browser.find_element(By.ID, "answer")
+    for _ in range(300):
+        if answer.is_displayed() and answer.text:
+            break
+        time.sleep(0.1)
+    assert answer.text.startswith("Authentic") and answer.get_attribute("class") == "good", answer.text
+    lines = browser.find_element(By.ID, "lines").text
+    assert "signer trusted, hash binding intact" in lines and "Invisible watermark: detected" in lines
