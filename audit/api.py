@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -122,7 +123,7 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
         label = body.get("manifest_label")
         body["links"] = {"self": base, "video": f"{base}/video" if released else None,
                          "thumbnails": f"{base}/thumbnails" if released else None,
-                         "manifest": str(request.base_url) + f"v1/manifests/{label}" if label else None}  # fmt: skip
+                         "manifest": str(request.base_url) + f"v1/manifests/{quote(label, safe=':')}" if label else None}  # fmt: skip
         return body
 
     def refused(exc: AuditError) -> HTTPException:

@@ -48,7 +48,7 @@ class CheckpointKey:
     def algorithm(self) -> str:
         key = self.certificate.public_key()
         if isinstance(key, ec.EllipticCurvePublicKey):
-            return "ecdsa-sha256"
+            return f"ecdsa-{_ec_digest(key).name}"
         if isinstance(key, ed25519.Ed25519PublicKey):
             return "ed25519"
         if isinstance(key, rsa.RSAPublicKey):
@@ -69,7 +69,7 @@ class CheckpointKey:
             raise ValueError("this checkpoint key has no private key: it can only verify")
         key = self.private_key
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            signature = key.sign(message, ec.ECDSA(hashes.SHA256()))
+            signature = key.sign(message, ec.ECDSA(_ec_digest(key)))
         elif isinstance(key, ed25519.Ed25519PrivateKey):
             signature = key.sign(message)
         elif isinstance(key, rsa.RSAPrivateKey):
@@ -83,7 +83,7 @@ class CheckpointKey:
         try:
             signature = base64.b64decode(signature_b64, validate=True)
             if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+                key.verify(signature, message, ec.ECDSA(_ec_digest(key)))
             elif isinstance(key, ed25519.Ed25519PublicKey):
                 key.verify(signature, message)
             elif isinstance(key, rsa.RSAPublicKey):
@@ -96,4 +96,11 @@ class CheckpointKey:
 
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _ec_digest(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
+    """The hash that goes with the curve, as C2PA's ES256/ES384/ES512 (and KMS signers) use it."""
+    return {256: hashes.SHA256(), 384: hashes.SHA384(), 521: hashes.SHA512()}[key.curve.key_size]
+
+
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH)

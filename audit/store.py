@@ -252,7 +252,16 @@ class AuditStore:
     def manifest_store(self, label: str) -> bytes | None:
         """The C2PA manifest store a released video was signed with, by its active manifest label."""
         with self.engine.connect() as conn:
-            return conn.execute(select(ManifestStore.data).where(ManifestStore.label == label)).scalar()
+            row = conn.execute(
+                select(ManifestStore.data, ManifestStore.sha256).where(ManifestStore.label == label)
+            ).first()
+        if row is None:
+            return None
+        if hashlib.sha256(row.data).hexdigest() != row.sha256:
+            raise AuditError(
+                f"the stored manifest store {label} does not match its sha256 (altered in the database)"
+            )
+        return row.data
 
     def content(self, record_seq: int) -> RecordContent | None:
         """The prompt and input-image hash; None once redacted."""
@@ -321,6 +330,11 @@ class AuditStore:
                 report.checkpoints_checked += 1
             else:
                 problems.append((0, "the chain differs from a signed checkpoint (rewritten)"))
+        newest = checkpoints[-1] if checkpoints else None
+        if newest and self.checkpoint_key and newest.signer != self.checkpoint_key.fingerprint \
+                and newest.signer in self._verifying_keys:  # fmt: skip
+            report.warnings.append("the newest checkpoint is signed by a retired certificate; sign one with "
+                                   "the current key (hallmark audit checkpoint)")  # fmt: skip
         prev, last_seq = chain.GENESIS, 0
         missing_content: list[int] = []
         redacted: set[int] = set()

@@ -208,16 +208,19 @@ def verify(
     from hallmark.compose import build_watermark, trust_anchors_pem
     from provenance import VideoError
     from provenance import verify as verify_file
-    from provenance.resolve import HttpResolver
+    from provenance.resolve import FirstMatch, HttpResolver, StoreResolver
 
     settings = _settings()
     if not file.is_file():
         raise _fail(f"{file}: no such file")
     resolver_url = resolver or settings.resolver_url
     try:
-        remote = HttpResolver(resolver_url) if resolver_url else None
-        report = verify_file(file, trust_anchors_pem(settings), build_watermark(settings), _store(settings),
-                             resolver=remote)  # fmt: skip
+        watermark, store = build_watermark(settings), _store(settings)
+        # The local store first; a remote service for what it does not know.
+        resolvers = [StoreResolver(store, watermark)] + ([HttpResolver(resolver_url)] if resolver_url else [])
+        report = verify_file(
+            file, trust_anchors_pem(settings), watermark, store, resolver=FirstMatch(resolvers)
+        )
     except (VideoError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     if as_json:

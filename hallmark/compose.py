@@ -29,6 +29,7 @@ from provenance import (
     VideoWatermark,
     VisibleWatermark,
     WatermarkKey,
+    check_chain,
     ensure_dev_chain,
     ensure_dev_watermark_keys,
     load_watermark_keys,
@@ -113,8 +114,8 @@ def open_store(settings: Settings) -> AuditStore:
     callback = sign_callback(settings)
     if callback is None:
         key = CheckpointKey.from_files(material.chain_path, material.key_path)
-    else:
-        key = CheckpointKey(x509.load_pem_x509_certificates(material.chain_pem())[0], sign_callback=callback)
+    else:  # the callback must sign for this chain's key, or checkpoints would never verify
+        key = CheckpointKey(check_chain(material, callback), sign_callback=callback)
     return AuditStore(settings.resolved_database_url, checkpoint_key=key,
                       checkpoint_every=settings.audit_checkpoint_every,
                       retired_checkpoint_keys=[CheckpointKey(c) for c in retired_signers(settings)])  # fmt: skip

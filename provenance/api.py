@@ -9,7 +9,6 @@ Uploads stream to a temporary file in chunks; the request body limit is enforced
 as the bytes arrive (413), so a huge upload never fills memory or disk.
 """
 
-
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from audit import AuditStore
+from audit import AuditError, AuditStore
 from provenance.manifest import soft_binding_value
 from provenance.resolve import StoreResolver, UnsupportedBinding
 from provenance.verify import VerificationReport, verify
@@ -158,7 +157,10 @@ def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) ->
         """The whole manifest store (the active manifest with its ingredients' manifests), as it was
         embedded in the released file. `returnActiveManifest` is accepted; the store is returned
         either way, since a C2PA manifest cannot be validated without the store it belongs to."""
-        store = verifier.store.manifest_store(manifest_id) if verifier.store is not None else None
+        try:
+            store = verifier.store.manifest_store(manifest_id) if verifier.store is not None else None
+        except AuditError as exc:  # the stored bytes no longer match their hash: never serve them
+            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
         if store is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no manifest {manifest_id!r}")
         return Response(store, media_type="application/c2pa",

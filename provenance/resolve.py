@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
 
-from audit import AuditStore
+from audit import AuditError, AuditStore
 from provenance.manifest import parse_soft_binding_value
 from provenance.watermark import VideoWatermark
 
@@ -72,7 +72,10 @@ class StoreResolver:
 
     def resolve(self, alg: str, value: str) -> Resolution | None:
         for label in self.matches(alg, value, 1):
-            store = self.store.manifest_store(label)
+            try:
+                store = self.store.manifest_store(label)
+            except AuditError as exc:
+                raise ResolutionError(str(exc)) from exc
             if store is not None:
                 return Resolution(label, store, self.source)
         return None
@@ -89,33 +92,66 @@ class HttpResolver:
 
     def resolve(self, alg: str, value: str) -> Resolution | None:
         query = urllib.parse.urlencode({"alg": alg, "value": value, "maxResults": 1})
-        answer = json.loads(self._get(f"/matches/byBinding?{query}", 1 << 20) or b"{}")
-        matches = answer.get("matches") if isinstance(answer, dict) else None
-        if not matches:
-            return None
-        manifest_id = matches[0].get("manifestId")
+        try:
+            answer = json.loads(self._get(f"/matches/byBinding?{query}", 1 << 20) or b"{}")
+            match = (answer.get("matches") or [None])[0] if isinstance(answer, dict) else None
+            if match is None:
+                return None
+            manifest_id, endpoint = match.get("manifestId"), match.get("endpoint")
+        except (ValueError, AttributeError, TypeError, IndexError) as exc:
+            raise ResolutionError(
+                f"{self.base_url}: not a Soft Binding Resolution API answer: {exc}"
+            ) from exc
         if not isinstance(manifest_id, str) or not manifest_id:
             raise ResolutionError(f"{self.base_url}: a match without a manifestId")
-        endpoint = (matches[0].get("endpoint") or self.base_url).rstrip("/")
-        if endpoint != self.base_url:
-            return HttpResolver(endpoint, self.timeout_s)._fetch(manifest_id)
-        return self._fetch(manifest_id)
-
-    def _fetch(self, manifest_id: str) -> Resolution | None:
+        if endpoint and str(endpoint).rstrip("/") != self.base_url:
+            # Following a match to another host would let any resolver make us fetch anything.
+            raise ResolutionError(
+                f"{self.base_url}: the match points to another service ({endpoint}); not followed"
+            )
         store = self._get(f"/manifests/{urllib.parse.quote(manifest_id, safe='')}", MAX_MANIFEST_BYTES)
         return Resolution(manifest_id, store, self.base_url) if store else None
 
     def _get(self, path: str, limit: int) -> bytes | None:
         url = self.base_url + path
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+            with _OPENER.open(url, timeout=self.timeout_s) as response:
                 body = response.read(limit + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
             raise ResolutionError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
             raise ResolutionError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
         if len(body) > limit:
             raise ResolutionError(f"{url}: answer larger than {limit} bytes")
         return body
+
+
+class FirstMatch:
+    """Asks each resolver in turn (the local store, then a remote service) until one matches."""
+
+    def __init__(self, resolvers: list[ManifestResolver]) -> None:
+        self.resolvers = resolvers
+
+    def resolve(self, alg: str, value: str) -> Resolution | None:
+        errors = []
+        for resolver in self.resolvers:
+            try:
+                found = resolver.resolve(alg, value)
+            except ResolutionError as exc:
+                errors.append(str(exc))
+                continue
+            if found is not None:
+                return found
+        if errors:
+            raise ResolutionError("; ".join(errors))
+        return None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
+        raise urllib.error.HTTPError(newurl, code, f"redirect to {newurl} not followed", headers, fp)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)

@@ -57,6 +57,7 @@ class ManifestReport(BaseModel):
     signer: str | None = None
     signer_issuer: str | None = None
     timestamp: str | None = None  # from a timestamp authority; None when signed without one
+    timestamp_codes: list[str] = []  # c2pa-rs timeStamp.* codes, e.g. timeStamp.validated
     actions: list[dict[str, Any]] = []
     model: str | None = None
     digital_source_type: str | None = None
@@ -166,7 +167,7 @@ def _manifest_lines(title: str, m: ManifestReport) -> list[str]:
             f"  signed by {m.signer}" + (f", issued by {m.signer_issuer}" if m.signer_issuer else "")
         )
     lines.append(
-        f"  timestamp {m.timestamp} (timestamp authority)"
+        f"  timestamp {m.timestamp} (timestamp authority; {', '.join(m.timestamp_codes) or 'no timestamp codes'})"
         if m.timestamp
         else "  timestamp: none (signed without a timestamp authority; the signing time is not attested)"
     )
@@ -229,14 +230,28 @@ def verify(
     if resolver is None and store is not None:
         resolver = StoreResolver(store, watermark)
     recovery = RecoveryReport(attempted=False)
-    needs_recovery = not manifest.present or not manifest.valid or manifest.hash_binding == "broken"
-    if needs_recovery and mark.soft_binding and resolver is not None:
+    suspect = not manifest.present or not manifest.valid or manifest.hash_binding == "broken"
+    if (suspect or watermark_mismatch(manifest, mark)) and mark.soft_binding and resolver is not None:
         recovery = _recover(path, trust_anchors_pem, resolver, mark.soft_binding)
     record = _lookup(store, mark.payload, sha) if store is not None else None
     return VerificationReport(
         file=str(path), sha256=sha, conclusion=conclude(manifest, mark, recovery), manifest=manifest,
         watermark=mark, recovery=recovery, record=record,
     )  # fmt: skip
+
+
+def watermark_mismatch(m: ManifestReport, w: WatermarkReport) -> bool:
+    """The pictures carry this generator's watermark, but the embedded manifest does not name it:
+    content re-signed by someone else, or a manifest taken from another video."""
+    if not (m.present and w.detected and w.soft_binding):
+        return False
+    return m.soft_binding is None or m.soft_binding != w.soft_binding
+
+
+def made_by_hallmark(m: ManifestReport) -> bool:
+    """A trusted manifest that states Hallmark's claims: its screening assertion and its watermark."""
+    return bool(m.trusted and m.screening is not None and (m.claim_generator or "").startswith("Hallmark")
+                and m.soft_binding)  # fmt: skip
 
 
 def _recover(
@@ -249,13 +264,15 @@ def _recover(
     if found is None:
         return RecoveryReport(attempted=True)
     recovered = manifest_report(read_manifest(path, anchors, manifest_store=found.store))
+    problem = None
     if recovered.label != found.manifest_id:
+        problem = f"the resolver's manifest store is labelled {recovered.label}, not {found.manifest_id}"
+    elif recovered.soft_binding != binding:
+        # Whoever answered, the original must name the very watermark that led to it.
+        problem = "the recovered manifest's soft binding is not this watermark"
+    if problem:
         return RecoveryReport(attempted=True, source=found.source, manifest_id=found.manifest_id,
-                              error=f"the resolver's manifest store is labelled {recovered.label}, "
-                                    f"not {found.manifest_id}: ignored")  # fmt: skip
-    if recovered.soft_binding and recovered.soft_binding.get("value") != binding["value"]:
-        return RecoveryReport(attempted=True, source=found.source, manifest_id=found.manifest_id,
-                              error="the recovered manifest's soft binding is not this watermark: ignored")  # fmt: skip
+                              error=f"{problem}: ignored")  # fmt: skip
     return RecoveryReport(
         attempted=True, source=found.source, manifest_id=found.manifest_id, manifest=recovered
     )
@@ -263,129 +280,162 @@ def _recover(
 
 def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclusion:
     """The one answer: made by this generator? under which policy? altered since?"""
-    mismatch = (
-        m.present
-        and w.detected
-        and m.soft_binding is not None
-        and w.soft_binding is not None
-        and m.soft_binding.get("value") != w.soft_binding["value"]
-    )
+    mismatch = watermark_mismatch(m, w)
     if m.present and m.valid and m.hash_binding != "broken" and not mismatch:
-        who = f"{m.claim_generator or 'an unnamed generator'}, model {m.model or 'not stated'}"
+        unaltered = m.hash_binding == "intact"
+        altered = False if unaltered else None
+        tail = "Not altered since it was signed." if unaltered else "The hash binding was not checked."
         if not m.trusted:
-            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=False,
+            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=altered,
                               summary=f"Signed by {m.signer}, which is NOT trusted against the configured trust "
-                                      f"anchors: the manifest claims {who}, but who made it cannot be confirmed.")  # fmt: skip
-        return Conclusion(made_by_generator=True, generator=m.claim_generator, policy=m.policy, altered=False,
-                          summary=f"Authentic: made by {who}, screened under policy {m.policy or 'not stated'}, "
-                                  f"signed by {m.signer} (trusted). Not altered since it was signed.")  # fmt: skip
+                                      f"anchors: the manifest claims {m.claim_generator or 'an unnamed generator'}"
+                                      f", but who made it cannot be confirmed.")  # fmt: skip
+        if not made_by_hallmark(m):
+            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=altered,
+                              summary=f"Signed by {m.signer} (trusted), made with {m.claim_generator or 'an unnamed tool'}"
+                                      ": not a manifest of this generator (no Hallmark screening or watermark "
+                                      f"binding). {tail}")  # fmt: skip
+        return Conclusion(made_by_generator=True, generator=m.claim_generator, policy=m.policy, altered=altered,
+                          summary=f"Authentic: made by {m.claim_generator}, model {m.model or 'not stated'}, "
+                                  f"screened under policy {m.policy or 'not stated'}, signed by {m.signer} "
+                                  f"(trusted). {tail}")  # fmt: skip
     original = r.manifest
     if original is not None and original.valid:
-        what = "the embedded manifest no longer matches the file" if m.present else "it carries no manifest"
+        if mismatch:
+            what = (f"the embedded manifest (signed by {m.signer}, {m.claim_generator}) is not the one it "
+                    "was released with")  # fmt: skip
+        elif m.present:
+            what = "the embedded manifest no longer matches the file"
+        else:
+            what = "it carries no manifest"
         how = ("Its content is byte-for-byte what was signed; only the manifest was removed."
-               if original.hash_binding == "intact" else
+               if original.hash_binding == "intact" and not m.present else
                "The file was re-encoded, edited or stripped since it was signed.")  # fmt: skip
+        ours = made_by_hallmark(original)
+        verb = "Made by" if ours else "Claims to be made by"
         trusted = "trusted" if original.trusted else "NOT trusted"
-        return Conclusion(made_by_generator=original.trusted, generator=original.claim_generator,
-                          policy=original.policy, altered=original.hash_binding != "intact",
-                          summary=f"Made by {original.claim_generator}, model {original.model}, under policy "
+        return Conclusion(made_by_generator=True if ours else None, generator=original.claim_generator,
+                          policy=original.policy, altered=not (original.hash_binding == "intact" and not m.present),
+                          summary=f"{verb} {original.claim_generator}, model {original.model}, under policy "
                                   f"{original.policy}: {what}, but its watermark (false-positive probability "
                                   f"{w.false_positive_probability:.1e}) resolves to the original manifest "
                                   f"{original.label}, signed by {original.signer} ({trusted}). {how}")  # fmt: skip
+    lost = f" ({r.error})" if r.error else ""
+    if w.detected:
+        # Only a holder of this deployment's watermark key can embed it: the pictures came from here.
+        state = ("the manifest does not validate (" + (", ".join(m.failures) or "invalid") + ")"
+                 if m.present and not mismatch else
+                 "its manifest is not the one it was released with" if mismatch else "it carries no manifest")  # fmt: skip
+        return Conclusion(made_by_generator=True, altered=True,
+                          summary=f"Watermarked by this generator's key (id {w.key_id}, false-positive "
+                                  f"probability {w.false_positive_probability:.1e}), but {state}, and the original "
+                                  f"manifest could not be recovered{lost}. Altered since release.")  # fmt: skip
     if m.present:
         codes = ", ".join(m.failures) or m.error or "invalid"
-        if mismatch:
-            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=True,
-                              summary="Altered: the watermark in the pictures is not the one the manifest names "
-                                      "(content from another video, or a forged manifest).")  # fmt: skip
         if m.hash_binding == "broken" or not m.label:
             return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=True,
                               summary=f"Altered or corrupted after signing: the manifest does not validate ({codes}).")  # fmt: skip
         return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=None,
                           summary=f"The manifest's signature cannot be validated ({codes}): who made the video "
                                   "and whether it was altered cannot be confirmed.")  # fmt: skip
-    if w.detected:
-        return Conclusion(made_by_generator=True, altered=True,
-                          summary=f"Watermarked by this generator's key (id {w.key_id}, false-positive "
-                                  f"probability {w.false_positive_probability:.1e}), but it carries no manifest "
-                                  f"and the original could not be recovered"
-                                  + (f" ({r.error})." if r.error else "."))  # fmt: skip
     return Conclusion(made_by_generator=None, altered=None,
                       summary="No provenance found: no C2PA manifest and no watermark of this generator. "
                               "That does not show the video was not generated.")  # fmt: skip
 
 
 def manifest_report(reading: ManifestReading) -> ManifestReport:
+    """The report of one manifest. Assertions are data anyone can sign: fields of the wrong shape
+    are left out, and a manifest that cannot be read at all is reported with an error."""
     if not reading.present:
         return ManifestReport(present=False, error=reading.error)
-    failures = reading.results.get("activeManifest", {}).get("failure", [])
-    successes = reading.results.get("activeManifest", {}).get("success", [])
-    hash_failed = any(f["code"].startswith(HASH_CODES) for f in failures)
-    hash_matched = any(s["code"].startswith(HASH_CODES) and s["code"].endswith(".match") for s in successes)
+    try:
+        return _manifest_report(reading)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        return ManifestReport(present=True, validation_state=reading.validation_state, failures=reading.failures,
+                              error=f"unreadable manifest: {type(exc).__name__}: {exc}")  # fmt: skip
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _manifest_report(reading: ManifestReading) -> ManifestReport:
+    active_results = _dict(reading.results.get("activeManifest"))
+    failures = [f for f in active_results.get("failure") or [] if isinstance(f, dict)]
+    successes = [s for s in active_results.get("success") or [] if isinstance(s, dict)]
+    codes = [str(f.get("code")) for f in failures]
+    hash_failed = any(c.startswith(HASH_CODES) for c in codes)
+    hash_matched = any(str(s.get("code")).startswith(HASH_CODES) and str(s.get("code")).endswith(".match")
+                       for s in successes)  # fmt: skip
     report = ManifestReport(
         present=True,
         valid=reading.validation_state in ("Valid", "Trusted"),
         trusted=reading.validation_state == "Trusted",
         validation_state=reading.validation_state,
         hash_binding="broken" if hash_failed else "intact" if hash_matched else "unknown",
-        failures=reading.failures,
-        failure_details=[ValidationCode(code=f["code"], explanation=f.get("explanation")) for f in failures],
+        failures=codes,
+        failure_details=[ValidationCode(code=c, explanation=_str(f.get("explanation"))) for c, f in zip(codes, failures, strict=True)],
+        timestamp_codes=[str(x.get("code")) for x in failures + successes if str(x.get("code")).startswith("timeStamp.")],
         error=reading.error,
-    )
-    # A broken hash binding alone makes c2pa-rs say Invalid; the claim signature is still checked.
-    signature_ok = any(s["code"] == "claimSignature.validated" for s in successes)
-    if (
-        reading.validation_state == "Invalid"
-        and signature_ok
-        and all(f["code"].startswith(HASH_CODES) for f in failures)
-    ):
+    )  # fmt: skip
+    # c2pa-rs says Invalid when only the hash binding fails; the claim signature is still checked,
+    # and reported on its own. Any other failure (here or in the ingredients) keeps it invalid.
+    success_codes = {str(s.get("code")) for s in successes}
+    deltas = reading.results.get("ingredientDeltas") or []
+    if (reading.validation_state == "Invalid" and codes and all(c.startswith(HASH_CODES) for c in codes)
+            and "claimSignature.validated" in success_codes and not deltas):  # fmt: skip
         report.valid = True
-        report.trusted = any(s["code"] == "signingCredential.trusted" for s in successes)
-    active = reading.active
+        report.trusted = "signingCredential.trusted" in success_codes
+    active = _dict(reading.active)
     if not active:
         return report
-    report.label = active.get("label")
-    generators = active.get("claim_generator_info") or []
-    if generators:
-        report.claim_generator = " ".join(str(generators[0].get(k, "")) for k in ("name", "version")).strip()
-    signature = active.get("signature_info") or {}
-    report.signer = signature.get("common_name") or signature.get("issuer")
-    report.signer_issuer = signature.get("issuer")
-    report.timestamp = signature.get("time")
+    report.label = _str(active.get("label"))
+    generator = _dict((active.get("claim_generator_info") or [{}])[0])
+    report.claim_generator = " ".join(str(generator.get(k, "")) for k in ("name", "version")).strip() or None
+    signature = _dict(active.get("signature_info"))
+    report.signer = _str(signature.get("common_name")) or _str(signature.get("issuer"))
+    report.signer_issuer = _str(signature.get("issuer"))
+    report.timestamp = _str(signature.get("time"))
     report.thumbnail = bool(active.get("thumbnail"))
-    for assertion in active.get("assertions", []):
-        label, data = assertion["label"], assertion.get("data") or {}
+    for assertion in active.get("assertions") or []:
+        label, data = _str(_dict(assertion).get("label")) or "", _dict(_dict(assertion).get("data"))
         if label.startswith("c2pa.actions"):
-            report.actions = data.get("actions", [])
+            report.actions = [a for a in data.get("actions") or [] if isinstance(a, dict)]
         elif label == SCREENING_ASSERTION:
             report.screening = data
-            report.policy = data.get("policy")
+            report.policy = _str(data.get("policy"))
         elif label == "c2pa.soft-binding":
-            blocks = data.get("blocks") or [{}]
-            report.soft_binding = {"alg": data.get("alg"), "value": blocks[0].get("value")}
+            block = _dict((data.get("blocks") or [{}])[0])
+            alg, value = _str(data.get("alg")), _str(block.get("value"))
+            report.soft_binding = {"alg": alg, "value": value} if alg and value else None
         elif label in ("c2pa.training-mining", "cawg.training-mining") and report.training_mining is None:
-            report.training_mining = data.get("entries")
+            report.training_mining = _dict(data.get("entries")) or None
     created = next((a for a in report.actions if a.get("action") == "c2pa.created"), None)
     if created:
-        report.digital_source_type = created.get("digitalSourceType")
-        if isinstance(created.get("softwareAgent"), dict):
-            agent = created["softwareAgent"]
+        report.digital_source_type = _str(created.get("digitalSourceType"))
+        agent = _dict(created.get("softwareAgent"))
+        if agent:
             report.model = f"{agent.get('name')} {agent.get('version', '')}".strip()
-    for ingredient in active.get("ingredients", []):
-        label = ingredient.get("active_manifest")
-        own = reading.manifests.get(label, {}) if label else {}
-        generator = (own.get("claim_generator_info") or [{}])[0]
-        results = ingredient.get("validation_results", {}).get("activeManifest", {})
+    for ingredient in active.get("ingredients") or []:
+        ingredient = _dict(ingredient)
+        label = _str(ingredient.get("active_manifest"))
+        own = _dict(reading.manifests.get(label)) if label else {}
+        own_generator = _dict((own.get("claim_generator_info") or [{}])[0])
+        results = _dict(_dict(ingredient.get("validation_results")).get("activeManifest"))
         report.ingredients.append(
             IngredientReport(
-                title=ingredient.get("title"),
-                format=ingredient.get("format"),
-                relationship=ingredient.get("relationship"),
+                title=_str(ingredient.get("title")),
+                format=_str(ingredient.get("format")),
+                relationship=_str(ingredient.get("relationship")),
                 manifest=label,
-                claim_generator=" ".join(str(generator.get(k, "")) for k in ("name", "version")).strip()
+                claim_generator=" ".join(str(own_generator.get(k, "")) for k in ("name", "version")).strip()
                 or None,
-                signer=(own.get("signature_info") or {}).get("common_name"),
-                failures=[f["code"] for f in results.get("failure", [])],
+                signer=_str(_dict(own.get("signature_info")).get("common_name")),
+                failures=[str(_dict(f).get("code")) for f in results.get("failure") or []],
             )
         )
     return report

@@ -510,3 +510,110 @@ def test_manifest_json_round_trip(released, trust_anchors, pipeline):
     report = verify(released.output, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
     again = type(report).model_validate(json.loads(report.model_dump_json()))
     assert again == report
+
+
+def test_hallmark_video_resigned_by_another_tool_is_not_called_authentic(
+    released, pipeline, trust_anchors, settings, tmp_path
+):
+    """Strip the manifest and sign the copy with another trusted certificate, naming no watermark:
+    the watermark in the pictures still leads to the original, and the report says so."""
+    stripped = remux(released.output, tmp_path / "stripped.mp4")
+    dev = ensure_dev_chain(settings.certs_dir)
+    root, root_key = _root(dev)
+    now = dt.datetime.now(dt.UTC)
+    leaf, key = issue_signer(root, root_key, now - dt.timedelta(minutes=1), now + dt.timedelta(days=1))
+    other = _write_chain(tmp_path / "other-tool", leaf, key, root)
+    manifest = {"claim_generator_info": [{"name": "Other editor", "version": "9"}], "title": "mine.mp4",
+                "format": "video/mp4", "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
+                    {"action": "c2pa.created", "digitalSourceType":
+                     "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"}]}}]}  # fmt: skip
+    resigned = tmp_path / "resigned.mp4"
+    info = c2pa.C2paSignerInfo(b"es256", other.chain_pem(), other.key_pem(), None)
+    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
+        with stripped.open("rb") as src, resigned.open("w+b") as dst:
+            builder.sign(signer, "video/mp4", src, dst)
+    report = verify(resigned, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+    assert report.manifest.trusted and report.manifest.claim_generator == "Other editor 9"
+    assert report.recovery.manifest_id == released.manifest_label
+    c = report.conclusion
+    assert c.made_by_generator is True and c.altered is True and c.policy == pipeline.policy.label
+    assert not c.summary.startswith("Authentic") and "is not the one it was released with" in c.summary
+
+
+def test_manifests_of_the_wrong_shape_are_reported_not_crashed_on():
+    from provenance.manifest import SCREENING_ASSERTION, ManifestReading
+    from provenance.verify import manifest_report
+
+    crafted = {
+        "label": "urn:c2pa:x", "claim_generator_info": ["not a dict"], "signature_info": "nope",
+        "assertions": [{"label": SCREENING_ASSERTION, "data": ["a"]},
+                       {"label": "c2pa.soft-binding", "data": {"alg": 5, "blocks": ["x"]}},
+                       {"label": "c2pa.actions.v2", "data": {"actions": ["y", {"action": "c2pa.created",
+                                                                              "softwareAgent": "z"}]}},
+                       {"label": "c2pa.training-mining", "data": {"entries": ["w"]}}, "garbage"],
+        "ingredients": ["q", {"title": 3}],
+    }  # fmt: skip
+    report = manifest_report(ManifestReading(True, "Valid", [], crafted))
+    assert report.present and report.error is None and report.label == "urn:c2pa:x"
+    assert report.policy is None and report.soft_binding is None and report.training_mining is None
+    assert [a["action"] for a in report.actions] == ["c2pa.created"] and report.model is None
+    assert report.model_dump_json()  # and it serialises as an API response
+
+
+def test_http_resolver_turns_bad_answers_into_errors_and_stays_on_its_host():
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from provenance.resolve import ResolutionError
+
+    answers = {
+        "/garbage/matches/byBinding": b"<html>not json</html>",
+        "/elsewhere/matches/byBinding": json.dumps(
+            {"matches": [{"manifestId": "urn:c2pa:1", "endpoint": "http://169.254.169.254/v1"}]}
+        ).encode(),
+        "/odd/matches/byBinding": json.dumps({"matches": ["not a dict"]}).encode(),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = answers.get(self.path.split("?")[0])
+            self.send_response(200 if body else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        for name, message in (("garbage", "not a Soft Binding Resolution API answer"),
+                              ("elsewhere", "another service"), ("odd", "not a Soft Binding")):  # fmt: skip
+            with pytest.raises(ResolutionError, match=message):
+                HttpResolver(f"{base}/{name}").resolve("org.hallmark.tilemark.v1", "AQAAAAAAAA==")
+        assert HttpResolver(f"{base}/none").resolve("org.hallmark.tilemark.v1", "AQAAAAAAAA==") is None
+    finally:
+        server.shutdown()
+
+
+def test_checkpoints_signed_through_a_p384_callback_verify(tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from audit import AuditStore, CheckpointKey
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "P-384 signer")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA384()))  # fmt: skip
+    store = AuditStore(f"sqlite:///{tmp_path / 'a.db'}", CheckpointKey(cert, sign_callback=local_sign_callback(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption()))))  # fmt: skip
+    statement = store.checkpoint()
+    assert statement.algorithm == "ecdsa-sha384"
+    report = store.verify_chain()
+    assert report.ok and report.checkpoints_checked == 1 and not report.warnings
