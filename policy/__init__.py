@@ -13,6 +13,7 @@ from policy.schema import (
     ProvenancePolicy,
     SemanticCategory,
     Thresholds,
+    Tier,
     VisibleWatermarkPolicy,
     default_policy_path,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ProvenancePolicy",
     "SemanticCategory",
     "Thresholds",
+    "Tier",
     "VisibleWatermarkPolicy",
     "default_policy_path",
 ]

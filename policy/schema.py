@@ -103,6 +103,9 @@ class NudityRule(_Strict):
 
 class ImagePolicy(_Strict):
     nudity: NudityRule
+    max_megabytes: float = Field(default=10.0, gt=0)  # an input image file, as uploaded
+    max_pixels: int = Field(default=4096 * 4096, gt=0)  # decoded size: no decompression bombs
+    types: list[Literal["image/png", "image/jpeg", "image/webp"]] = ["image/png", "image/jpeg", "image/webp"]
 
 
 class ClipConcept(_Strict):
@@ -133,6 +136,16 @@ class ProvenancePolicy(_Strict):
     training_mining: Literal["allowed", "notAllowed", "constrained"] = "notAllowed"
 
 
+class Tier(_Strict):
+    """What one plan may generate, as video services sell them. Checked before a job is queued."""
+
+    max_height: int = Field(gt=0, le=4320)  # the short side in pixels: 480, 720, 1080
+    max_seconds: float = Field(gt=0, le=600)
+    visible_watermark_removable: bool = False
+    generations_per_month: int = Field(gt=0)  # per user, calendar month (UTC)
+    concurrent_jobs: int = Field(gt=0)  # per user: queued and running
+
+
 class Policy(_Strict):
     """A complete, validated generation policy."""
 
@@ -143,6 +156,17 @@ class Policy(_Strict):
     image: ImagePolicy
     frames: FramePolicy
     provenance: ProvenancePolicy = ProvenancePolicy()
+    tiers: dict[str, Tier] = Field(min_length=1)
+    default_tier: str  # the tier of API keys created without one
+
+    @model_validator(mode="after")
+    def _default_tier_exists(self) -> Policy:
+        if self.default_tier not in self.tiers:
+            raise ValueError(
+                f"default_tier {self.default_tier!r} is not one of the tiers ({', '.join(self.tiers)})"
+            )
+        return self
+
     # Filled by `load`: the content hash of the source file, and where it came from.
     version: str = Field(default="", exclude=True)
     source: str = Field(default="", exclude=True)
@@ -181,6 +205,13 @@ class Policy(_Strict):
             raise PolicyError(f"{source}: {problems}") from exc
         version = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
         return policy.model_copy(update={"version": version, "source": source})
+
+    def tier(self, name: str | None) -> Tier:
+        """The named tier (the default one for None); PolicyError if the policy has no such tier."""
+        name = name or self.default_tier
+        if name not in self.tiers:
+            raise PolicyError(f"policy {self.label} has no tier {name!r} (tiers: {', '.join(self.tiers)})")
+        return self.tiers[name]
 
     @property
     def label(self) -> str:
