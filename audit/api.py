@@ -69,23 +69,29 @@ def _filter(query: RecordFilter) -> RecordFilter:
 _bearer = HTTPBearer(auto_error=False, description="An API key from `hallmark keys create`.")
 
 
-def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
-    router = APIRouter(prefix="/v1/audit", tags=["audit"])
-    Context = Annotated[ReviewContext, Depends(get_context)]
+def principal_dependency(get_store: Callable[[], AuditStore]) -> Callable[..., Principal]:
+    """A FastAPI dependency: the caller's API key (`Authorization: Bearer hk_...`), or 401."""
 
     def principal(
-        context: Context, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+        store: Annotated[AuditStore, Depends(get_store)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required: Authorization: Bearer <key>",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        found = authenticate(context.store, credentials.credentials)
+        found = authenticate(store, credentials.credentials)
         if found is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         return found
 
-    Caller = Annotated[Principal, Depends(principal)]
+    return principal
+
+
+def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
+    router = APIRouter(prefix="/v1/audit", tags=["audit"])
+    Context = Annotated[ReviewContext, Depends(get_context)]
+    Caller = Annotated[Principal, Depends(principal_dependency(lambda: get_context().store))]
 
     def reviewer(caller: Caller) -> Principal:
         if not caller.reviews:

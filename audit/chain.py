@@ -21,6 +21,7 @@ RECORD_FIELDS = (
     "top_score", "top_category", "top_classifier", "output_sha256", "output_path",
     "watermark_payload", "watermark_method", "watermark_key_id", "manifest_label", "content_hash",
 )  # fmt: skip
+LATER_RECORD_FIELDS = ("tier",)
 VERDICT_FIELDS = (
     "stage", "classifier", "classifier_version", "category", "score", "threshold", "action",
     "calibrated", "detail",
@@ -57,6 +58,9 @@ def content_hash(salt: str, prompt: str, input_image_sha256: str | None) -> str:
 def record_hash(prev_hash: str, record: Any, verdicts: list[Any]) -> str:
     """`record` and `verdicts` may be model objects or row mappings (read back by `verify`)."""
     envelope = {name: _get(record, name) for name in RECORD_FIELDS}
+    for name in LATER_RECORD_FIELDS:  # added after rows existed: hashed when set, so old rows verify
+        if _get(record, name) is not None:
+            envelope[name] = _get(record, name)
     envelope["verdicts"] = [
         {name: _canonical(_get(v, name)) for name in VERDICT_FIELDS}
         for v in sorted(verdicts, key=lambda v: _get(v, "position"))

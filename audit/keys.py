@@ -32,13 +32,16 @@ class Principal:
     name: str
     role: str
     tenant: str | None
+    tier: str | None = None  # generator keys: the policy tier (None: the policy's default)
 
     @property
     def reviews(self) -> bool:
         return self.role in ("reviewer", "admin")
 
 
-def create_key(store: AuditStore, role: str, name: str, tenant: str | None = None) -> tuple[ApiKey, str]:
+def create_key(
+    store: AuditStore, role: str, name: str, tenant: str | None = None, tier: str | None = None
+) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the full key, which is shown once and never stored."""
     if role not in ROLES:
         raise AuditError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -46,8 +49,10 @@ def create_key(store: AuditStore, role: str, name: str, tenant: str | None = Non
         raise AuditError("a generator key needs a tenant (its records are the only ones it sees)")
     if not name.strip():
         raise AuditError("a key needs a name (who or what uses it)")
+    if tier is not None and role != "generator":
+        raise AuditError("only generator keys have a tier")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    row = ApiKey(key_id=key_id, secret_sha256=_digest(secret), role=role, tenant=tenant, name=name.strip(),
+    row = ApiKey(key_id=key_id, secret_sha256=_digest(secret), role=role, tenant=tenant, tier=tier, name=name.strip(),
                  created_at=dt.datetime.now(dt.UTC))  # fmt: skip
     with Session(store.engine) as session:
         session.add(row)
@@ -70,7 +75,7 @@ def authenticate(store: AuditStore, token: str) -> Principal | None:
         or not hmac.compare_digest(row.secret_sha256, _digest(secret))
     ):
         return None
-    return Principal(row.key_id, row.name, row.role, row.tenant)
+    return Principal(row.key_id, row.name, row.role, row.tenant, row.tier)
 
 
 def list_keys(store: AuditStore) -> list[ApiKey]:

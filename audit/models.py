@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary
+from sqlalchemy import Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -65,6 +65,7 @@ class GenerationRecord(SQLModel, table=True):
     flagged: bool = False
     needs_review: bool = False  # blocked or flagged: belongs in the review queue until decided
     blocked_stage: str | None = None  # the stage that blocked or failed
+    tier: str | None = None  # the policy tier the request ran under (hashed when set)
     reason: str | None = None  # what blocked it, or the error
     top_score: float = 0.0  # the highest verdict score, and where it came from
     top_category: str | None = None
@@ -186,6 +187,53 @@ class ApiKey(SQLModel, table=True):
     secret_sha256: str
     role: str  # generator, reviewer or admin
     tenant: str | None = None  # generator keys see only this tenant's records
+    tier: str | None = None  # generator keys: the policy tier they generate under (None: the default)
     name: str
     created_at: dt.datetime = Field(sa_column=_utc_column())
     revoked_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class GenerationJob(SQLModel, table=True):
+    """One queued generation: its state while workers run it. Not chained: it changes as the job
+    runs; its outcome is the chained generation record named by `generation_id`."""
+
+    __tablename__ = "generation_jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_key"),
+        Index("ix_generation_jobs_user_created", "tenant", "user", "created_at"),
+        Index("ix_generation_jobs_user_state", "tenant", "user", "state"),
+    )
+
+    id: str = Field(primary_key=True)
+    tenant: str
+    user: str
+    key_id: str | None = None
+    tier: str
+    state: str = Field(index=True)  # queued, running, succeeded, failed, cancelled
+    progress: float = 0.0  # 0..1
+    stage: str | None = None
+    idempotency_key: str | None = None
+    request_sha256: str  # what an idempotent retry must match
+    params: str  # JSON: width, height, num_frames, fps, steps, seed, visible_watermark
+    attempts: int = 0
+    cancel_requested: bool = False
+    generation_id: str | None = None  # the audit record, once written
+    reason: str | None = None
+    output_path: str | None = None
+    created_at: dt.datetime = Field(sa_column=_utc_column())
+    started_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    heartbeat_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    finished_at: dt.datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class JobInput(SQLModel, table=True):
+    """A queued job's prompt and image, until it ends: then they live in the audit record only
+    (where redaction can reach them), and this row is deleted. Queue messages carry job ids only."""
+
+    __tablename__ = "job_inputs"
+
+    job_id: str = Field(primary_key=True, foreign_key="generation_jobs.id")
+    prompt: str
+    image: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    image_type: str | None = None
+    image_name: str | None = None

@@ -72,6 +72,7 @@ class RecordDraft:
     watermark_key_id: int | None = None
     manifest_label: str | None = None
     manifest_store: bytes | None = None  # the signed C2PA manifest store (not chained: self-signed)
+    tier: str | None = None  # the policy tier the request ran under
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,10 @@ class AuditStore:
         if seq is None:
             raise RecordNotFound(f"no record with generation id {generation_id!r}")
         return seq
+
+    def transaction(self):
+        """A write transaction that holds the database's write lock (SQLite) from its start."""
+        return self._writer.begin()
 
     def _extend(self, force_checkpoint: bool = False):
         return _ChainTransaction(self, force_checkpoint)
