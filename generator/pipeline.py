@@ -79,6 +79,9 @@ class GenerationRequest:
     tenant: str = "default"
     user: str = "local"
     overwrite: bool = False  # replace `output` if it exists
+    tier: str | None = None  # the policy tier whose limits apply (None: the policy's default)
+    visible_watermark: bool = True  # False only where the tier lets the watermark be removed
+    generation_id: str | None = None  # fixed by a job queue, so a retried job keeps its id
 
 
 @dataclass
@@ -110,6 +113,10 @@ class StageFailed(Exception):
     def __init__(self, stage: str, cause: BaseException) -> None:
         super().__init__(f"{stage}: {type(cause).__name__}: {cause}")
         self.stage = stage
+
+
+class Cancelled(Exception):
+    """Raised by a progress callback to stop a request that was cancelled."""
 
 
 class BlockedAt(Exception):
@@ -152,13 +159,7 @@ class GuardedPipeline:
 
     def __call__(self, request: GenerationRequest, progress: Progress | None = None) -> GenerationResult:
         progress = progress or (lambda stage, done, total: None)
-        result = GenerationResult(
-            generation_id=str(uuid.uuid4()),
-            status="error",
-            verdicts=[],
-            policy=self.policy.label,
-            model=f"{self.backend.name} {self.backend.version}",
-        )
+        result = self._new_result(request)
         payload = secrets.token_bytes(6)  # the generation key the watermark carries
         staging = request.output.with_name(f".{request.output.name}.{result.generation_id}.partial")
         reserved = moved_into_place = False
@@ -181,7 +182,7 @@ class GuardedPipeline:
             self._screen("frames", self.frame_classifiers, frames, result, progress)
 
             with self._stage("visible_watermark", result, progress):
-                frames = self.visible_watermark.apply(frames)
+                frames = self.visible_watermark.apply(frames) if request.visible_watermark else frames
             with self._stage("invisible_watermark", result, progress):
                 frames = self.invisible_watermark.embed(frames, payload)
                 result.watermark_payload = payload.hex()
@@ -211,6 +212,11 @@ class GuardedPipeline:
             result.status, result.stage, result.reason = "error", failed.stage, str(failed)
             result.output = result.output_sha256 = None
             self._record(request, result, progress)
+        except Cancelled:
+            result.status, result.reason = "cancelled", "cancelled by request"
+            result.stage = next(reversed(result.timings), None)  # the stage it was in
+            result.output = result.output_sha256 = result.manifest_label = None
+            self._record(request, result, lambda stage, done, total: None)
         finally:
             for leftover in (staging, staging.with_suffix(".unsigned.mp4")):
                 leftover.unlink(missing_ok=True)
@@ -218,9 +224,47 @@ class GuardedPipeline:
                 request.output.unlink(missing_ok=True)
         return result
 
+    def gate(self, request: GenerationRequest) -> GenerationResult | None:
+        """The synchronous part of a request, before it is queued: the request checks and the tier
+        limits, the prompt and the input image. A refused request is recorded and returned; None
+        means it may be queued (the full run screens them again, with the same result)."""
+        result = self._new_result(request)
+        progress: Progress = lambda stage, done, total: None  # noqa: E731
+        try:
+            self._check_request(request, reserve=False)
+            self._screen("prompt", self.prompt_classifiers, request.prompt, result, progress)
+            if request.image is not None:
+                self._screen("image", self.image_classifiers, request.image, result, progress)
+        except BlockedAt as blocked:
+            result.status, result.stage, result.reason = "blocked", blocked.stage, str(blocked)
+        except StageFailed as failed:
+            result.status, result.stage, result.reason = "error", failed.stage, str(failed)
+        else:
+            return None
+        self._record(request, result, progress)
+        return result
+
+    def record_outcome(
+        self, request: GenerationRequest, status: str, stage: str, reason: str
+    ) -> GenerationResult:
+        """Record a request that ended without running (cancelled in the queue, or given up)."""
+        result = self._new_result(request)
+        result.status, result.stage, result.reason = status, stage, reason
+        self._record(request, result, lambda stage, done, total: None)
+        return result
+
+    def _new_result(self, request: GenerationRequest) -> GenerationResult:
+        return GenerationResult(
+            generation_id=request.generation_id or str(uuid.uuid4()),
+            status="error",
+            verdicts=[],
+            policy=self.policy.label,
+            model=f"{self.backend.name} {self.backend.version}",
+        )
+
     # -- stages -----------------------------------------------------------------------------
 
-    def _check_request(self, request: GenerationRequest) -> bool:
+    def _check_request(self, request: GenerationRequest, reserve: bool = True) -> bool:
         """Validate the request and reserve the output path; True when this call created it."""
         with self._stage("request", None, None):
             if not request.prompt.strip():
@@ -243,6 +287,9 @@ class GuardedPipeline:
                 )
             if request.image is not None and not self.image_classifiers:
                 raise ValueError("this deployment's policy screens no input images, so it takes none")
+            self._check_tier(request)
+            if not reserve:
+                return False
             request.output.parent.mkdir(parents=True, exist_ok=True)
             if request.overwrite:
                 return False
@@ -252,6 +299,20 @@ class GuardedPipeline:
             except FileExistsError:
                 raise ValueError(f"{request.output} exists; set overwrite to replace it") from None
             return True
+
+    def _check_tier(self, request: GenerationRequest) -> None:
+        tier_name = request.tier or self.policy.default_tier
+        tier = self.policy.tier(tier_name)
+        short_side = min(request.height, request.width)
+        if short_side > tier.max_height:
+            raise ValueError(f"tier {tier_name!r} allows up to {tier.max_height}p; {request.width}x{request.height} "
+                             f"has a {short_side}-pixel short side")  # fmt: skip
+        seconds = request.num_frames / request.fps
+        if seconds > tier.max_seconds + 1e-9:
+            raise ValueError(f"tier {tier_name!r} allows up to {tier.max_seconds:g} s; {request.num_frames} frames "
+                             f"at {request.fps} fps last {seconds:g} s")  # fmt: skip
+        if not request.visible_watermark and not tier.visible_watermark_removable:
+            raise ValueError(f"tier {tier_name!r} does not allow removing the visible watermark")
 
     def _screen(self, stage: str, classifiers: Sequence[Classifier], item, result: GenerationResult,
                 progress: Progress) -> None:  # fmt: skip
@@ -310,6 +371,7 @@ class GuardedPipeline:
             verdicts=[v.to_dict() for v in result.verdicts],
             tenant=request.tenant,
             user=request.user,
+            tier=request.tier or self.policy.default_tier,
             input_image_sha256=image_sha,
             flagged=result.flagged,
             blocked_stage=result.stage,
@@ -339,7 +401,7 @@ class GuardedPipeline:
         start = time.perf_counter()
         try:
             yield
-        except (BlockedAt, StageFailed):
+        except (BlockedAt, StageFailed, Cancelled):
             raise
         except Exception as exc:
             raise StageFailed(stage, exc) from exc

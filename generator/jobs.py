@@ -1,0 +1,264 @@
+"""Generation jobs: the request a platform sends, the queue, and running one job to its end.
+
+    submit: validate -> gate (tier limits, prompt, image; a refusal is recorded) -> quota -> queue
+    run:    claim (lease) -> pipeline -> provenance report -> final state
+
+The queue is in-process (a worker thread; the embedded default) or Celery on Redis (`hallmark
+worker`); either way it carries job ids only, and `run_job` is the same code. The database is
+the source of truth: a job whose worker died is claimed again once its lease lapses, and
+`recover` requeues what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from audit.jobs import Claim, JobDraft, JobStore, Limits
+from audit.models import GenerationJob, JobInput
+from generator import metrics
+from generator.pipeline import Cancelled, GenerationRequest, GenerationResult, GuardedPipeline
+from provenance import Ingredient
+
+log = logging.getLogger("hallmark.jobs")
+
+ASPECTS = {"landscape": (16, 9), "portrait": (9, 16), "square": (1, 1)}
+FINAL_STATE = {"released": "succeeded", "blocked": "failed", "error": "failed", "cancelled": "cancelled"}
+
+
+class JobQueue(Protocol):
+    def submit(self, job_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    artifacts: Path  # where finished videos and reports are written (shared by API and workers)
+    lease: dt.timedelta = dt.timedelta(seconds=60)  # a running job without a heartbeat this long is lost
+    max_attempts: int = 3
+    fps: int = 8
+    steps: int = 8
+
+
+def frame_size(height: int, aspect: str) -> tuple[int, int]:
+    """(width, height) for a short side and an aspect ratio, both multiples of 8."""
+    a, b = ASPECTS[aspect]
+    short = height - height % 8
+    long = int(round(short * max(a, b) / min(a, b) / 8)) * 8
+    return (long, short) if a > b else (short, long) if a < b else (short, short)
+
+
+def request_digest(fields: dict, image: bytes | None) -> str:
+    """What an idempotent retry must repeat exactly."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    digest.update(image or b"")
+    return digest.hexdigest()
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """RGB pixels of an uploaded image; ValueError for anything else or anything too large."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # checked below, before decoding
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise ValueError(f"{img.width}x{img.height} is larger than the policy's {max_pixels} pixels")
+            return np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"not a readable image: {exc}") from exc
+
+
+def to_request(job: GenerationJob, inputs: JobInput, artifacts: Path, max_pixels: int) -> GenerationRequest:
+    params = json.loads(job.params)
+    image = ingredient = None
+    if inputs.image is not None:
+        image = decode_image(inputs.image, max_pixels)
+        ingredient = Ingredient(inputs.image, inputs.image_type or "image/png", inputs.image_name or "input")
+    return GenerationRequest(
+        prompt=inputs.prompt, output=artifacts / f"{job.id}.mp4", image=image, image_file=ingredient,
+        num_frames=params["num_frames"], height=params["height"], width=params["width"], steps=params["steps"],
+        seed=params["seed"], fps=params["fps"], tenant=job.tenant, user=job.user, overwrite=True, tier=job.tier,
+        visible_watermark=params["visible_watermark"], generation_id=job.generation_id,
+    )  # fmt: skip
+
+
+def submit(
+    pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, draft: JobDraft, request: GenerationRequest
+) -> tuple[GenerationResult | None, GenerationJob | None, bool]:
+    """Gate a request and queue it. Returns (refusal, None, False) when the gate refused it (the
+    refusal is recorded), else (None, job, created); raises QuotaExceeded or IdempotencyConflict."""
+    tier = pipeline.policy.tier(draft.tier)
+    refusal = pipeline.gate(request)
+    if refusal is not None:
+        return refusal, None, False
+    job, created = jobs.create(draft, Limits(tier.generations_per_month, tier.concurrent_jobs))
+    if created:
+        queue.submit(job.id)
+    return None, job, created
+
+
+def cancel(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: JobSettings,
+           max_pixels: int) -> GenerationJob:  # fmt: skip
+    """Cancel a job. A queued one is recorded as cancelled now; a running one stops at its next step."""
+    job, inputs = jobs.request_cancel(job_id)
+    if inputs is not None:  # it was queued: nothing will run it, so record it here
+        _record_unrun(pipeline, jobs, job, inputs, settings, "cancelled", "queue", "cancelled before it ran")
+    return jobs.get(job_id)
+
+
+def run_job(
+    pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: JobSettings, max_pixels: int
+) -> str | None:
+    """Run one job to its final state; returns that state, or None when there was nothing to do
+    (it ended already, or another worker holds it)."""
+    claim = jobs.claim(job_id, settings.lease, settings.max_attempts)
+    if claim is None:
+        return None
+    job = claim.job
+    if claim.inputs is None:  # inputs are deleted only with a final state: a crash between the two
+        jobs.finish(job.id, "failed", reason="the job's inputs are gone")
+        return "failed"
+    if claim.exhausted:
+        reason = f"gave up after {job.attempts} attempts: its worker stopped each time"
+        _record_unrun(pipeline, jobs, job, claim.inputs, settings, "error", "worker", reason)
+        return "failed"
+    return _run(pipeline, jobs, claim, settings, max_pixels)
+
+
+def _run(
+    pipeline: GuardedPipeline, jobs: JobStore, claim: Claim, settings: JobSettings, max_pixels: int
+) -> str:
+    job = claim.job
+    try:
+        request = to_request(job, claim.inputs, settings.artifacts, max_pixels)
+    except ValueError as exc:
+        _record_unrun(pipeline, jobs, job, claim.inputs, settings, "error", "request", str(exc))
+        return "failed"
+    started = time.monotonic()
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5 and done not in (0, total):
+            return
+        last[0] = now
+        # Cancellation stops the work before release; the outcome record is always written.
+        if jobs.heartbeat(job.id, _overall(stage, done, total), stage) and stage != "audit":
+            raise Cancelled()
+
+    settings.artifacts.mkdir(parents=True, exist_ok=True)
+    result = pipeline(request, progress=progress)  # records the outcome; an audit failure raises
+    state = FINAL_STATE[result.status]
+    output = None
+    if result.released:
+        output = str(result.output)
+        _write_report(settings.artifacts / f"{job.id}.json", job, result)
+    jobs.finish(job.id, state, reason=result.reason, output_path=output)
+    metrics.JOB_SECONDS.labels(state).observe(time.monotonic() - started)
+    log.info("job finished", extra={"job": job.id, "state": state, "seconds": round(time.monotonic() - started, 3),
+                                    "tenant": job.tenant, "tier": job.tier})  # fmt: skip
+    return state
+
+
+def _record_unrun(pipeline: GuardedPipeline, jobs: JobStore, job: GenerationJob, inputs: JobInput,
+                  settings: JobSettings, status: str, stage: str, reason: str) -> None:  # fmt: skip
+    """Record a job that ends without running (a bad image must not stop the record)."""
+    params = json.loads(job.params)
+    try:
+        image = decode_image(inputs.image, 1 << 62) if inputs.image is not None else None
+    except ValueError:
+        image = None
+    request = GenerationRequest(
+        prompt=inputs.prompt, output=settings.artifacts / f"{job.id}.mp4", image=image,
+        num_frames=params["num_frames"], height=params["height"], width=params["width"], tenant=job.tenant,
+        user=job.user, tier=job.tier, generation_id=job.generation_id,
+    )  # fmt: skip
+    pipeline.record_outcome(request, status, stage, reason)
+    jobs.finish(job.id, FINAL_STATE[status], reason=reason)
+
+
+def _write_report(path: Path, job: GenerationJob, result: GenerationResult) -> None:
+    report = {
+        "job_id": job.id, "generation_id": result.generation_id, "tenant": job.tenant, "user": job.user,
+        "tier": job.tier, "policy": result.policy, "model": result.model, "output_sha256": result.output_sha256,
+        "watermark": {"method": result.watermark_method, "key_id": result.watermark_key_id,
+                      "payload": result.watermark_payload},
+        "c2pa_manifest": result.manifest_label, "flagged": result.flagged,
+        "verdicts": [v.to_dict() for v in result.verdicts], "warnings": result.warnings,
+    }  # fmt: skip
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)
+
+
+# The pipeline's stages and roughly how much of a run each takes (generation dominates).
+_WEIGHTS = {"generate": 0.8, "frames": 0.1}
+
+
+def _overall(stage: str, done: int, total: int) -> float:
+    order = ["request", "prompt", "image", "generate", "frames", "visible_watermark", "invisible_watermark",
+             "encode", "sign", "release_check", "audit"]  # fmt: skip
+    if stage not in order:
+        return 0.0
+    before = sum(_WEIGHTS.get(s, 0.1 / 9) for s in order[: order.index(stage)])
+    return min(1.0, before + _WEIGHTS.get(stage, 0.1 / 9) * (done / total if total else 0.0))
+
+
+class InProcessQueue:
+    """The embedded default: jobs run on worker threads of the serving process, one at a time by
+    default (a diffusers pipeline is not safe to call from two threads at once)."""
+
+    def __init__(self, run: Callable[[str], object], workers: int = 1) -> None:
+        self._run = run
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hallmark-job")
+
+    def submit(self, job_id: str) -> None:
+        self._pool.submit(self._safe_run, job_id)
+
+    def _safe_run(self, job_id: str) -> None:
+        try:
+            self._run(job_id)
+        except Exception:  # the job stays running with a lapsing lease: `recover` picks it up
+            log.exception("job failed to run", extra={"job": job_id})
+
+    def shutdown(self) -> None:
+        """Finish the running job; queued ones stay queued in the database for the next start."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def recover(pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, settings: JobSettings) -> list[str]:
+    """After a crash: requeue jobs left queued or running (their lease lapsed), and record the
+    outcome of jobs that reached a final state without their record. Returns the job ids."""
+    found = jobs.unfinished(settings.lease)
+    for job in found:
+        if job.state in ("queued", "running"):
+            queue.submit(job.id)
+            continue
+        inputs = jobs.inputs(job.id)
+        if inputs is not None:
+            status = "cancelled" if job.state == "cancelled" else "error"
+            _record_unrun(
+                pipeline,
+                jobs,
+                job,
+                inputs,
+                settings,
+                status,
+                "queue",
+                job.reason or "recovered after a crash",
+            )
+    return [job.id for job in found]
+
+
+QueueKind = Literal["inprocess", "celery"]
