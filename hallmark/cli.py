@@ -55,6 +55,9 @@ def generate(
     fps: Annotated[int, typer.Option(min=1, max=120)] = 8,
     policy: Annotated[Path | None, typer.Option(help="Policy TOML file (default: the shipped one).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    tier: Annotated[
+        str | None, typer.Option(help="Policy tier whose limits apply (default: the policy's).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Generate a screened, watermarked, C2PA-signed MP4 and write its audit record."""
@@ -74,7 +77,7 @@ def generate(
         raise _fail(str(exc)) from exc
     request = GenerationRequest(
         prompt=prompt, output=output, image=input_image, image_file=image_file, num_frames=frames, height=height,
-        width=width, steps=steps, seed=seed, fps=fps, overwrite=overwrite,
+        width=width, steps=steps, seed=seed, fps=fps, overwrite=overwrite, tier=tier,
     )  # fmt: skip
     with Progress(
         TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -241,13 +244,31 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
-    """Run the HTTP API: POST /v1/verify (public), the review API under /v1/audit and its page at
-    /review (API keys), OpenAPI at /docs."""
+    """Run the HTTP API: generations (generator keys; jobs run in this process unless
+    HALLMARK_JOBS=celery), verification and soft-binding resolution (public), the review API and
+    its page (reviewer keys). OpenAPI at /docs, Prometheus metrics at /metrics."""
     import uvicorn
 
     from hallmark.app import create_app
+    from hallmark.logs import configure
 
-    uvicorn.run(create_app(_settings()), host=host, port=port)
+    settings = _settings()
+    log_config = configure(settings.log_level, settings.log_prompts)
+    uvicorn.run(create_app(settings, warm=True), host=host, port=port, log_config=log_config)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once (each process runs one).")] = 1,
+) -> None:
+    """Run a Celery worker for generation jobs (HALLMARK_BROKER_URL, default Redis on 127.0.0.1).
+    It loads the pipeline once and runs jobs the API queued with HALLMARK_JOBS=celery."""
+    from hallmark.logs import configure
+    from hallmark.worker import run_worker
+
+    settings = _settings()
+    configure(settings.log_level, settings.log_prompts)
+    run_worker(settings, concurrency)
 
 
 def _store(settings):
@@ -354,17 +375,26 @@ def api_keys_create(
     tenant: Annotated[
         str | None, typer.Option(help="For generator keys: the tenant whose records it sees.")
     ] = None,
+    tier: Annotated[
+        str | None,
+        typer.Option(help="For generator keys: the policy tier it generates under (default: the policy's)."),
+    ] = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     from audit import AuditError
     from audit.keys import create_key
+    from policy import Policy, PolicyError
 
+    settings = _settings()
     try:
-        row, key = create_key(_store(_settings()), role, name, tenant)
-    except AuditError as exc:
+        if tier is not None:
+            Policy.load(settings.policy).tier(tier)  # a tier the policy has
+        row, key = create_key(_store(settings), role, name, tenant, tier)
+    except (AuditError, PolicyError) as exc:
         raise _fail(str(exc)) from exc
     console.print(f"[green]created[/] {row.role} key {row.key_id} for {row.name}"
-                  + (f" (tenant {row.tenant})" if row.tenant else "") + "; it is shown only this once:")  # fmt: skip
+                  + (f" (tenant {row.tenant}, tier {row.tier or 'default'})" if row.tenant else "")
+                  + "; it is shown only this once:")  # fmt: skip
     print(key)
 
 

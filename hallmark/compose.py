@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import os
+from collections.abc import Callable
 
 from cryptography import x509
 
 from audit import AuditStore, CheckpointKey
 from generator import DiffusersBackend, GuardedPipeline
+from generator.jobs import InProcessQueue, JobQueue, JobSettings
 from hallmark.settings import Settings
 from moderation import (
     BlocklistClassifier,
@@ -177,3 +180,17 @@ def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedP
         audit=open_store(settings),
         crf=settings.video_crf,
     )
+
+
+def job_settings(settings: Settings) -> JobSettings:
+    return JobSettings(artifacts=settings.artifacts_path, lease=dt.timedelta(seconds=settings.job_lease_s),
+                       max_attempts=settings.job_max_attempts, fps=settings.job_fps, steps=settings.job_steps)  # fmt: skip
+
+
+def build_job_queue(settings: Settings, run: Callable[[str], object]) -> JobQueue:
+    """In-process worker threads (the embedded default) or Celery workers on Redis."""
+    if settings.jobs == "celery":
+        from hallmark.worker import CeleryQueue
+
+        return CeleryQueue(settings)
+    return InProcessQueue(run, workers=settings.workers)

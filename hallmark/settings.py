@@ -63,6 +63,22 @@ class Settings(BaseSettings):
 
     max_upload_mb: int = Field(default=512, gt=0)  # POST /v1/verify
 
+    # Generation jobs: "inprocess" (worker threads of `hallmark serve`) or "celery" (Celery
+    # workers on `broker_url`, run with `hallmark worker`). Videos and reports go to artifact_dir.
+    jobs: Literal["inprocess", "celery"] = "inprocess"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    artifact_dir: Path | None = None  # default: <data_dir>/artifacts; shared by the API and workers
+    workers: int = Field(default=1, ge=1, le=64)  # in-process worker threads
+    job_lease_s: float = Field(default=60.0, gt=0)  # a running job silent this long is retried
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_visibility_timeout_s: int = Field(default=3600, gt=0)  # Redis: redeliver unacknowledged tasks
+    job_fps: int = Field(default=8, ge=1, le=60)
+    job_steps: int = Field(default=8, ge=1, le=200)
+
+    # Logs are JSON lines; prompts are left out unless this is set (they are personal data).
+    log_prompts: bool = False
+    log_level: str = "INFO"
+
     # The audit chain head is signed (with the signing key above) every this many chained rows.
     audit_checkpoint_every: int = Field(default=1000, gt=0)
 
@@ -87,6 +103,10 @@ class Settings(BaseSettings):
     @property
     def watermark_keys_path(self) -> Path:
         return self.watermark_keys or self.data_dir / "watermark-keys.toml"
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.artifact_dir or self.data_dir / "artifacts"
 
     @property
     def certs_dir(self) -> Path:
