@@ -63,6 +63,12 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Lease:
+    held: bool  # the job is still this run's (another worker has not taken it over)
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
 class Claim:
     job: GenerationJob
     inputs: JobInput | None
@@ -157,16 +163,21 @@ class JobStore:
 
     def unfinished(self, idle_for: dt.timedelta, now: dt.datetime | None = None) -> list[GenerationJob]:
         """Queued or running jobs nobody has touched for `idle_for` (lost by a crash), and final jobs
-        whose outcome record is missing (a crash between the two writes)."""
-        cutoff = (now or utcnow()) - idle_for
+        whose outcome record is missing (a crash between the two writes). Queued jobs found are
+        stamped, so a job waiting its turn is requeued once per idle period, not at every sweep."""
+        now = now or utcnow()
+        cutoff = now - idle_for
         J = GenerationJob
-        touched = func.coalesce(J.heartbeat_at, J.created_at)
-        with self.store.engine.connect() as conn:
+        touched = func.coalesce(J.heartbeat_at, J.created_at)  # a queued job's heartbeat: its last requeue
+        with self.store.transaction() as conn:
             stale = conn.execute(select(J).where(J.state.in_(ACTIVE) & (touched < cutoff))).all()
             unrecorded = conn.execute(
-                select(J).where(J.state.in_(FINAL) & J.id.in_(select(JobInput.job_id))
+                select(J).where(J.state.in_(FINAL) & (J.finished_at < cutoff) & J.id.in_(select(JobInput.job_id))
                                 & ~J.generation_id.in_(select(GenerationRecord.generation_id)))
             ).all()  # fmt: skip
+            queued = [r.id for r in stale if r.state == "queued"]
+            if queued:
+                conn.execute(update(J).where(J.id.in_(queued)).values(heartbeat_at=now))
         return [GenerationJob(**r._mapping) for r in [*stale, *unrecorded]]
 
     # ---- running --------------------------------------------------------------------------
@@ -189,23 +200,24 @@ class JobStore:
                 return None
             inputs = conn.execute(select(JobInput).where(JobInput.job_id == job_id)).first()
             inputs = JobInput(**inputs._mapping) if inputs else None
-            if job.attempts >= max_attempts:
+            if job.attempts >= max_attempts:  # leased too, so that one run records the failure
+                conn.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(heartbeat_at=now))
                 return Claim(job, inputs, exhausted=True)
             conn.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(
                 state="running", attempts=job.attempts + 1, started_at=now, heartbeat_at=now))  # fmt: skip
             job.state, job.attempts, job.started_at, job.heartbeat_at = "running", job.attempts + 1, now, now
         return Claim(job, inputs)
 
-    def heartbeat(self, job_id: str, progress: float, stage: str | None) -> bool:
-        """Record progress and renew the lease; True when the job's cancellation was requested."""
+    def heartbeat(self, job_id: str, attempt: int, progress: float, stage: str | None) -> Lease:
+        """Record progress and renew the lease of the run that claimed `attempt`. Says whether the
+        job is still this run's, and whether its cancellation was requested."""
+        J = GenerationJob
+        mine = (J.id == job_id) & (J.state == "running") & (J.attempts == attempt)
         with self.store.engine.begin() as conn:
-            conn.execute(update(GenerationJob).where((GenerationJob.id == job_id) & (GenerationJob.state == "running"))
-                         .values(progress=round(progress, 4), stage=stage, heartbeat_at=utcnow()))  # fmt: skip
-            return bool(
-                conn.execute(
-                    select(GenerationJob.cancel_requested).where(GenerationJob.id == job_id)
-                ).scalar()
-            )
+            held = conn.execute(update(J).where(mine).values(
+                progress=round(progress, 4), stage=stage, heartbeat_at=utcnow())).rowcount == 1  # fmt: skip
+            cancel = conn.execute(select(J.cancel_requested).where(J.id == job_id)).scalar()
+        return Lease(held=held, cancel_requested=bool(cancel))
 
     def finish(
         self, job_id: str, state: str, reason: str | None = None, output_path: str | None = None

@@ -127,13 +127,14 @@ class AuditStore:
         self._verifying_keys = {k.fingerprint: k for k in retired_checkpoint_keys}
         if checkpoint_key is not None:
             self._verifying_keys[checkpoint_key.fingerprint] = checkpoint_key
-        self.engine = create_engine(url, connect_args=_postgres_options(url))
+        # hide_parameters: a database error's text never carries a prompt into a log.
+        self.engine = create_engine(url, connect_args=_postgres_options(url), hide_parameters=True)
         self._writer = self.engine
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             # Writes take the write lock at BEGIN, so concurrent writers serialise on the chain
             # head; reads use the plain engine and (in WAL mode) never wait for a writer.
-            self._writer = create_engine(url)
+            self._writer = create_engine(url, hide_parameters=True)
             event.listen(self._writer, "connect", _sqlite_pragmas)
             event.listen(self._writer, "connect", lambda c, _r: setattr(c, "isolation_level", None))
             event.listen(self._writer, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))

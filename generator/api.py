@@ -9,6 +9,7 @@ has succeeded, /video is the signed MP4 and /report its provenance report.
 import base64
 import binascii
 import datetime as dt
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,15 @@ from audit.api import principal_dependency
 from audit.jobs import IdempotencyConflict, JobDraft, JobNotFound, JobStore, QuotaExceeded
 from audit.keys import Principal
 from audit.models import GenerationJob
+from audit.queries import verdict_view
 from audit.store import AuditStore
 from generator import metrics
 from generator.jobs import JobQueue, JobSettings, cancel, decode_image, frame_size, request_digest, submit
 from generator.pipeline import MIN_FRAMES, GenerationRequest, GuardedPipeline
 from moderation import first_blocking
+from policy import PolicyError
+
+log = logging.getLogger("hallmark.api")
 
 
 @dataclass
@@ -121,8 +126,8 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
         return JobOut(
             id=job.id, state=job.state, progress=job.progress, stage=job.stage, tier=job.tier, user=job.user,
             request_id=job.generation_id, reason=job.reason, attempts=job.attempts,
-            cancel_requested=job.cancel_requested, created_at=job.created_at, started_at=job.started_at,
-            finished_at=job.finished_at,
+            cancel_requested=job.cancel_requested, created_at=_aware(job.created_at),
+            started_at=_aware(job.started_at), finished_at=_aware(job.finished_at),
             links=JobLinks(self=base, cancel=f"{base}/cancel", video=f"{base}/video" if done else None,
                            report=f"{base}/report" if done else None),
         )  # fmt: skip
@@ -155,7 +160,14 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
     ) -> JobOut | JSONResponse:
         policy = context.pipeline.policy
         tier_name = caller.tier or policy.default_tier
-        tier = policy.tier(tier_name)
+        try:
+            tier = policy.tier(tier_name)
+        except PolicyError as exc:  # the key names a tier the policy no longer has
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+        if len(body.prompt) > policy.prompt.max_length:
+            raise _field(
+                "prompt", f"{len(body.prompt)} characters; the policy allows {policy.prompt.max_length}"
+            )
         image_bytes, image_type, pixels = _image(body.image, policy)
         _check_tier(body, tier_name, tier.max_height, tier.max_seconds, tier.visible_watermark_removable)
         fps = context.settings.fps
@@ -191,6 +203,10 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
                 .model_dump(mode="json"), status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)  # fmt: skip
         except IdempotencyConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        except Exception as exc:  # the queue could not be told: the sweep hands the job over later
+            log.exception("queueing failed", extra={"error": type(exc).__name__})
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the job queue is unavailable; retry "
+                                "with the same Idempotency-Key") from exc  # fmt: skip
         if refusal is not None:
             blocking = first_blocking(refusal.verdicts)
             if refusal.status == "blocked" and blocking is not None:
@@ -201,7 +217,12 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
                 return JSONResponse(body_out.model_dump(mode="json"), status.HTTP_400_BAD_REQUEST)
             body_out = Refusal(detail=refusal.reason or "refused", request_id=refusal.generation_id,
                                stage=refusal.stage, policy=refusal.policy)  # fmt: skip
-            return JSONResponse(body_out.model_dump(mode="json"), status.HTTP_422_UNPROCESSABLE_CONTENT)
+            # The request's own fields are the client's to fix; a classifier that failed is ours (fail closed).
+            failed_here = refusal.stage != "request"
+            code = (
+                status.HTTP_503_SERVICE_UNAVAILABLE if failed_here else status.HTTP_422_UNPROCESSABLE_CONTENT
+            )
+            return JSONResponse(body_out.model_dump(mode="json"), code)
         if not created:
             response.status_code = status.HTTP_200_OK
         else:
@@ -220,10 +241,7 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
         job = own_job(context, caller, job_id)
         if job.state in ("succeeded", "failed"):
             raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} has already {job.state}")
-        policy = context.pipeline.policy
-        return out(
-            request, cancel(context.pipeline, context.jobs, job_id, context.settings, policy.image.max_pixels)
-        )
+        return out(request, cancel(context.pipeline, context.jobs, job_id, context.settings))
 
     @router.get("/{job_id}/video", response_class=FileResponse, summary="The signed MP4 of a succeeded job",
                 responses={200: {"content": {"video/mp4": {}}}, 409: {"description": "not succeeded (yet)"}})  # fmt: skip
@@ -234,12 +252,31 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
 
     @router.get("/{job_id}/report", summary="The provenance report of a succeeded job",
                 responses={409: {"description": "not succeeded (yet)"}})  # fmt: skip
-    def generation_report(job_id: str, context: Context, caller: Generator) -> FileResponse:
+    def generation_report(job_id: str, context: Context, caller: Generator) -> dict:
+        """From the job's audit record: policy, tier, model, every verdict, watermark, C2PA manifest."""
         job = own_job(context, caller, job_id)
-        path = _artifact(job, job.output_path and str(Path(job.output_path).with_suffix(".json")))
-        return FileResponse(path, media_type="application/json")
+        if job.state != "succeeded":
+            raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.state}, not succeeded")
+        store = context.store
+        record = store.get(job.generation_id)
+        return {
+            "job_id": job.id, "generation_id": record.generation_id, "tenant": record.tenant, "user": record.user,
+            "tier": record.tier, "policy": f"{record.policy_name}@{record.policy_version}",
+            "model": f"{record.model_id} {record.model_version}", "created_at": _aware(record.created_at).isoformat(),
+            "output_sha256": record.output_sha256, "flagged": record.flagged,
+            "watermark": {"method": record.watermark_method, "key_id": record.watermark_key_id,
+                          "payload": record.watermark_payload},
+            "c2pa_manifest": record.manifest_label,
+            "verdicts": [verdict_view(v) for v in store.verdicts(record.seq)],
+            "audit_record": record.seq,
+        }  # fmt: skip
 
     return router
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands datetimes back without their zone; they were written in UTC."""
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
 def _artifact(job: GenerationJob, path: str | None) -> Path:

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +26,11 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from audit.jobs import Claim, JobDraft, JobStore, Limits
+from audit.jobs import Claim, JobDraft, JobStore, Lease, Limits
 from audit.models import GenerationJob, JobInput
+from audit.store import AuditError
 from generator import metrics
-from generator.pipeline import Cancelled, GenerationRequest, GenerationResult, GuardedPipeline
+from generator.pipeline import Abandoned, Cancelled, GenerationRequest, GenerationResult, GuardedPipeline
 from provenance import Ingredient
 
 log = logging.getLogger("hallmark.jobs")
@@ -108,8 +110,7 @@ def submit(
     return None, job, created
 
 
-def cancel(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: JobSettings,
-           max_pixels: int) -> GenerationJob:  # fmt: skip
+def cancel(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: JobSettings) -> GenerationJob:
     """Cancel a job. A queued one is recorded as cancelled now; a running one stops at its next step."""
     job, inputs = jobs.request_cancel(job_id)
     if inputs is not None:  # it was queued: nothing will run it, so record it here
@@ -126,19 +127,22 @@ def run_job(
     if claim is None:
         return None
     job = claim.job
+    if _finish_from_record(pipeline, jobs, job):  # an earlier run recorded it, then stopped
+        return jobs.get(job.id).state
     if claim.inputs is None:  # inputs are deleted only with a final state: a crash between the two
         jobs.finish(job.id, "failed", reason="the job's inputs are gone")
         return "failed"
     if claim.exhausted:
+        status = "cancelled" if job.cancel_requested else "error"
         reason = f"gave up after {job.attempts} attempts: its worker stopped each time"
-        _record_unrun(pipeline, jobs, job, claim.inputs, settings, "error", "worker", reason)
-        return "failed"
+        _record_unrun(pipeline, jobs, job, claim.inputs, settings, status, "worker", reason)
+        return FINAL_STATE[status]
     return _run(pipeline, jobs, claim, settings, max_pixels)
 
 
 def _run(
     pipeline: GuardedPipeline, jobs: JobStore, claim: Claim, settings: JobSettings, max_pixels: int
-) -> str:
+) -> str | None:
     job = claim.job
     try:
         request = to_request(job, claim.inputs, settings.artifacts, max_pixels)
@@ -146,34 +150,93 @@ def _run(
         _record_unrun(pipeline, jobs, job, claim.inputs, settings, "error", "request", str(exc))
         return "failed"
     started = time.monotonic()
-    last = [0.0]
+    beat = _Heartbeat(jobs, job.id, job.attempts, settings.lease / 3)
 
     def progress(stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.5 and done not in (0, total):
-            return
-        last[0] = now
-        # Cancellation stops the work before release; the outcome record is always written.
-        if jobs.heartbeat(job.id, _overall(stage, done, total), stage) and stage != "audit":
+        lease = beat.report(stage, _overall(stage, done, total))
+        if not lease.held:
+            raise Abandoned()
+        if lease.cancel_requested and stage != "audit":  # once released, the outcome stands
             raise Cancelled()
 
     settings.artifacts.mkdir(parents=True, exist_ok=True)
-    result = pipeline(request, progress=progress)  # records the outcome; an audit failure raises
+    try:
+        with beat:
+            result = pipeline(request, progress=progress)  # records the outcome; an audit failure raises
+    except Abandoned:
+        log.warning("job taken over by another worker; this run stopped", extra={"job": job.id})
+        return None
+    except AuditError:  # a record of this generation exists already: another run wrote it
+        if _finish_from_record(pipeline, jobs, job):
+            return jobs.get(job.id).state
+        raise
     state = FINAL_STATE[result.status]
-    output = None
-    if result.released:
-        output = str(result.output)
-        _write_report(settings.artifacts / f"{job.id}.json", job, result)
-    jobs.finish(job.id, state, reason=result.reason, output_path=output)
+    jobs.finish(
+        job.id, state, reason=result.reason, output_path=str(result.output) if result.released else None
+    )
     metrics.JOB_SECONDS.labels(state).observe(time.monotonic() - started)
     log.info("job finished", extra={"job": job.id, "state": state, "seconds": round(time.monotonic() - started, 3),
                                     "tenant": job.tenant, "tier": job.tier})  # fmt: skip
     return state
 
 
+def _finish_from_record(pipeline: GuardedPipeline, jobs: JobStore, job: GenerationJob) -> bool:
+    """If the job's one audit record exists, give the job the state it records."""
+    record = pipeline.audit.get(job.generation_id)
+    if record is None:
+        return False
+    output = record.output_path if record.status == "released" else None
+    jobs.finish(job.id, FINAL_STATE.get(record.status, "failed"), reason=record.reason, output_path=output)
+    return True
+
+
+class _Heartbeat:
+    """Renews a running job's lease every `interval` seconds from a thread, whatever the stage
+    (a long VAE decode or encode sends no progress), and carries the latest progress."""
+
+    def __init__(self, jobs: JobStore, job_id: str, attempt: int, interval: dt.timedelta) -> None:
+        self._jobs, self._job_id, self._attempt = jobs, job_id, attempt
+        self._interval = interval.total_seconds()
+        self._state: tuple[str | None, float] = (None, 0.0)
+        self._lease = Lease(held=True, cancel_requested=False)
+        self._sent = 0.0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Heartbeat:
+        threading.Thread(target=self._loop, daemon=True, name=f"heartbeat-{self._job_id[:8]}").start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def report(self, stage: str, progress: float) -> Lease:
+        """Progress from the pipeline; sent at once at most twice a second."""
+        with self._lock:
+            self._state = (stage, progress)
+            due = time.monotonic() - self._sent >= 0.5
+        return self._send() if due else self._lease
+
+    def _send(self) -> Lease:
+        with self._lock:
+            stage, progress = self._state
+            self._sent = time.monotonic()
+        self._lease = self._jobs.heartbeat(self._job_id, self._attempt, progress, stage)
+        return self._lease
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._send()
+            except Exception:  # a missed beat; the next one may get through
+                log.exception("heartbeat failed", extra={"job": self._job_id})
+
+
 def _record_unrun(pipeline: GuardedPipeline, jobs: JobStore, job: GenerationJob, inputs: JobInput,
                   settings: JobSettings, status: str, stage: str, reason: str) -> None:  # fmt: skip
     """Record a job that ends without running (a bad image must not stop the record)."""
+    if _finish_from_record(pipeline, jobs, job):
+        return
     params = json.loads(job.params)
     try:
         image = decode_image(inputs.image, 1 << 62) if inputs.image is not None else None
@@ -184,22 +247,13 @@ def _record_unrun(pipeline: GuardedPipeline, jobs: JobStore, job: GenerationJob,
         num_frames=params["num_frames"], height=params["height"], width=params["width"], tenant=job.tenant,
         user=job.user, tier=job.tier, generation_id=job.generation_id,
     )  # fmt: skip
-    pipeline.record_outcome(request, status, stage, reason)
+    try:
+        pipeline.record_outcome(request, status, stage, reason)
+    except AuditError:
+        if _finish_from_record(pipeline, jobs, job):
+            return
+        raise
     jobs.finish(job.id, FINAL_STATE[status], reason=reason)
-
-
-def _write_report(path: Path, job: GenerationJob, result: GenerationResult) -> None:
-    report = {
-        "job_id": job.id, "generation_id": result.generation_id, "tenant": job.tenant, "user": job.user,
-        "tier": job.tier, "policy": result.policy, "model": result.model, "output_sha256": result.output_sha256,
-        "watermark": {"method": result.watermark_method, "key_id": result.watermark_key_id,
-                      "payload": result.watermark_payload},
-        "c2pa_manifest": result.manifest_label, "flagged": result.flagged,
-        "verdicts": [v.to_dict() for v in result.verdicts], "warnings": result.warnings,
-    }  # fmt: skip
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(path)
 
 
 # The pipeline's stages and roughly how much of a run each takes (generation dominates).
@@ -216,20 +270,29 @@ def _overall(stage: str, done: int, total: int) -> float:
 
 
 class InProcessQueue:
-    """The embedded default: jobs run on worker threads of the serving process, one at a time by
-    default (a diffusers pipeline is not safe to call from two threads at once)."""
+    """The embedded default: jobs run one at a time on a worker thread of the serving process (a
+    diffusers pipeline is not safe to call from two threads at once, and a GPU runs one generation
+    at a time). A job id already waiting is not queued twice."""
 
-    def __init__(self, run: Callable[[str], object], workers: int = 1) -> None:
+    def __init__(self, run: Callable[[str], object]) -> None:
         self._run = run
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hallmark-job")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hallmark-job")
+        self._waiting: set[str] = set()
+        self._lock = threading.Lock()
 
     def submit(self, job_id: str) -> None:
+        with self._lock:
+            if job_id in self._waiting:
+                return
+            self._waiting.add(job_id)
         self._pool.submit(self._safe_run, job_id)
 
     def _safe_run(self, job_id: str) -> None:
+        with self._lock:
+            self._waiting.discard(job_id)
         try:
             self._run(job_id)
-        except Exception:  # the job stays running with a lapsing lease: `recover` picks it up
+        except Exception:  # the job stays running with a lapsing lease: the sweep picks it up
             log.exception("job failed to run", extra={"job": job_id})
 
     def shutdown(self) -> None:
@@ -242,22 +305,17 @@ def recover(pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, settings
     outcome of jobs that reached a final state without their record. Returns the job ids."""
     found = jobs.unfinished(settings.lease)
     for job in found:
-        if job.state in ("queued", "running"):
-            queue.submit(job.id)
-            continue
-        inputs = jobs.inputs(job.id)
-        if inputs is not None:
-            status = "cancelled" if job.state == "cancelled" else "error"
-            _record_unrun(
-                pipeline,
-                jobs,
-                job,
-                inputs,
-                settings,
-                status,
-                "queue",
-                job.reason or "recovered after a crash",
-            )
+        try:
+            if job.state in ("queued", "running"):
+                queue.submit(job.id)
+                continue
+            inputs = jobs.inputs(job.id)
+            if inputs is not None:
+                status = "cancelled" if job.state == "cancelled" else "error"
+                _record_unrun(pipeline, jobs, job, inputs, settings, status, "queue",
+                              job.reason or "recovered after a crash")  # fmt: skip
+        except Exception:  # one job's trouble must not stop the sweep of the others
+            log.exception("recovering a job failed", extra={"job": job.id})
     return [job.id for job in found]
 
 

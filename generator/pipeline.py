@@ -119,6 +119,11 @@ class Cancelled(Exception):
     """Raised by a progress callback to stop a request that was cancelled."""
 
 
+class Abandoned(Exception):
+    """Raised by a progress callback when another worker has taken the request over: this run
+    stops and records nothing (the other run writes the one record)."""
+
+
 class BlockedAt(Exception):
     def __init__(self, stage: str, verdict: Verdict) -> None:
         super().__init__(
@@ -161,7 +166,10 @@ class GuardedPipeline:
         progress = progress or (lambda stage, done, total: None)
         result = self._new_result(request)
         payload = secrets.token_bytes(6)  # the generation key the watermark carries
-        staging = request.output.with_name(f".{request.output.name}.{result.generation_id}.partial")
+        # Unique per run: two runs of one job (a worker taken over) never share a staging file.
+        staging = request.output.with_name(
+            f".{request.output.name}.{result.generation_id}.{secrets.token_hex(4)}.partial"
+        )
         reserved = moved_into_place = False
         manifest_store: bytes | None = None
         try:
@@ -401,7 +409,7 @@ class GuardedPipeline:
         start = time.perf_counter()
         try:
             yield
-        except (BlockedAt, StageFailed, Cancelled):
+        except (BlockedAt, StageFailed, Cancelled, Abandoned):
             raise
         except Exception as exc:
             raise StageFailed(stage, exc) from exc

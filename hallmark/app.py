@@ -32,6 +32,7 @@ from hallmark.compose import (
 )
 from hallmark.pages import build_pages
 from hallmark.settings import Settings
+from policy import Policy
 from provenance import thumbnail_strip
 from provenance.api import Verifier
 from provenance.api import build_router as build_verify_router
@@ -154,7 +155,9 @@ def create_app(
 
     upload_limit = settings.max_upload_mb * 1024 * 1024
     app.include_router(build_verify_router(get_verifier, upload_limit))
-    app.include_router(build_generation_router(get_generation, upload_limit))
+    # A generation request is JSON with at most one base64 image: the policy's image limit, plus room.
+    image_limit = Policy.load(settings.policy).image.max_megabytes * 1024 * 1024
+    app.include_router(build_generation_router(get_generation, int(image_limit * 4 / 3) + 1024 * 1024))
     app.include_router(build_review_router(get_review))
     app.include_router(build_pages())
     return app

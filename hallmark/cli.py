@@ -258,17 +258,16 @@ def serve(
 
 
 @app.command()
-def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="Jobs at once (each process runs one).")] = 1,
-) -> None:
+def worker() -> None:
     """Run a Celery worker for generation jobs (HALLMARK_BROKER_URL, default Redis on 127.0.0.1).
-    It loads the pipeline once and runs jobs the API queued with HALLMARK_JOBS=celery."""
+    It loads the pipeline once and runs the jobs the API queued with HALLMARK_JOBS=celery, one at
+    a time: start one process per GPU."""
     from hallmark.logs import configure
     from hallmark.worker import run_worker
 
     settings = _settings()
     configure(settings.log_level, settings.log_prompts)
-    run_worker(settings, concurrency)
+    run_worker(settings)
 
 
 def _store(settings):

@@ -193,4 +193,4 @@ def build_job_queue(settings: Settings, run: Callable[[str], object]) -> JobQueu
         from hallmark.worker import CeleryQueue
 
         return CeleryQueue(settings)
-    return InProcessQueue(run, workers=settings.workers)
+    return InProcessQueue(run)

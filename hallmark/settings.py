@@ -68,7 +68,6 @@ class Settings(BaseSettings):
     jobs: Literal["inprocess", "celery"] = "inprocess"
     broker_url: str = "redis://127.0.0.1:6379/0"
     artifact_dir: Path | None = None  # default: <data_dir>/artifacts; shared by the API and workers
-    workers: int = Field(default=1, ge=1, le=64)  # in-process worker threads
     job_lease_s: float = Field(default=60.0, gt=0)  # a running job silent this long is retried
     job_max_attempts: int = Field(default=3, ge=1)
     job_visibility_timeout_s: int = Field(default=3600, gt=0)  # Redis: redeliver unacknowledged tasks

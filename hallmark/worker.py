@@ -2,10 +2,11 @@
 it job ids when HALLMARK_JOBS=celery. The task is `generator.jobs.run_job`, the same code the
 in-process queue runs.
 
-Nothing is lost when a worker dies: tasks are acknowledged only after they ran (acks_late,
-reject_on_worker_lost), so Redis hands an unacknowledged task to another worker after
+Nothing is lost when a worker dies: tasks are acknowledged only after they ran (acks_late),
+so Redis hands an unacknowledged task to another worker after
 HALLMARK_JOB_VISIBILITY_TIMEOUT_S; the job's lease in the database decides who runs it, and
-the API's sweep requeues any job whose lease lapsed.
+the API's sweep requeues any job whose lease lapsed. Each worker process runs one job at a time
+(`--pool solo`); run more processes for more at once.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class CeleryQueue:
             return False
 
 
-def run_worker(settings: Settings, concurrency: int = 1) -> None:
+def run_worker(settings: Settings) -> None:
     """Load the pipeline once and run jobs one at a time per process (`--pool solo`: a diffusers
     pipeline is not safe to share between threads, and a GPU runs one generation at a time)."""
     from audit.jobs import JobStore
@@ -71,4 +72,4 @@ def run_worker(settings: Settings, concurrency: int = 1) -> None:
         run_job(pipeline, jobs, job_id, options, pipeline.policy.image.max_pixels)
 
     app.worker_main(["worker", "--pool", "solo", "--queues", QUEUE, "--loglevel", settings.log_level,
-                     "--without-gossip", "--without-mingle", "--concurrency", str(concurrency)])  # fmt: skip
+                     "--without-gossip", "--without-mingle"])  # fmt: skip
