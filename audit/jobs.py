@@ -186,14 +186,8 @@ class JobStore:
         """Take a job to run it. None when it has ended, or another worker holds a fresh lease."""
         now = utcnow()
         with self.store.transaction() as conn:
-            query = select(GenerationJob).where(GenerationJob.id == job_id)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).first()
-            if row is None:
-                return None
-            job = GenerationJob(**row._mapping)
-            if job.state in FINAL:
+            job = _locked(conn, job_id)
+            if job is None or job.state in FINAL:
                 return None
             lease = _aware(job.heartbeat_at or job.started_at)
             if job.state == "running" and lease is not None and now - lease < stale_after:
@@ -237,13 +231,9 @@ class JobStore:
         """Cancel a job: a queued one is cancelled at once (the caller records it, then calls
         `finish`); a running one is asked to stop at its next progress report."""
         with self.store.transaction() as conn:
-            query = select(GenerationJob).where(GenerationJob.id == job_id)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).first()
-            if row is None:
+            job = _locked(conn, job_id)
+            if job is None:
                 raise JobNotFound(f"no job {job_id!r}")
-            job = GenerationJob(**row._mapping)
             inputs = None
             if job.state == "queued":
                 conn.execute(update(GenerationJob).where(GenerationJob.id == job_id)
@@ -267,6 +257,15 @@ class JobStore:
             )
         ).first()
         return GenerationJob(**row._mapping) if row else None
+
+
+def _locked(conn, job_id: str) -> GenerationJob | None:
+    """The job's row, locked for this transaction (SQLite: the writer already holds the database)."""
+    query = select(GenerationJob).where(GenerationJob.id == job_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return GenerationJob(**row._mapping) if row else None
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -41,6 +41,15 @@ def service(settings, pipeline):
     store.dispose()
 
 
+def queued_job(jobs: JobStore, user: str, prompt: str, seed: int):
+    """A tiny job queued straight in the database, for tests that play the worker themselves."""
+    params = {"width": 128, "height": 128, "num_frames": 8, "fps": 8, "steps": 4, "seed": seed,
+              "visible_watermark": True}  # fmt: skip
+    draft = JobDraft(tenant="acme", user=user, key_id=None, tier="free", params=params, prompt=prompt,
+                     request_sha256=str(seed))  # fmt: skip
+    return jobs.create(draft, Limits(10, 10))[0]
+
+
 def wait_for(client, url, headers, states=("succeeded", "failed", "cancelled"), timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -213,18 +222,7 @@ def test_a_job_whose_worker_died_is_run_again_and_recorded_once(service, pipelin
     _, _, store = service
     jobs = JobStore(store)
     options = JobSettings(artifacts=tmp_path, lease=dt.timedelta(seconds=1))
-    params = {
-        "width": 128,
-        "height": 128,
-        "num_frames": 8,
-        "fps": 8,
-        "steps": 4,
-        "seed": 1,
-        "visible_watermark": True,
-    }
-    draft = JobDraft(tenant="acme", user="u-lost", key_id=None, tier="free", params=params,
-                     prompt="a red kite over a beach", request_sha256="1")  # fmt: skip
-    job, _ = jobs.create(draft, Limits(10, 10))
+    job = queued_job(jobs, "u-lost", "a red kite over a beach", seed=1)
     assert jobs.claim(job.id, options.lease, 3) is not None  # a worker took it ... and died
     assert jobs.claim(job.id, options.lease, 3) is None, "its lease is fresh: nobody else runs it"
     time.sleep(1.2)
@@ -315,18 +313,7 @@ def test_a_taken_over_run_loses_its_lease_and_a_recorded_job_is_not_run_again(se
     _, _, store = service
     jobs = JobStore(store)
     options = JobSettings(artifacts=tmp_path, lease=dt.timedelta(seconds=1))
-    params = {
-        "width": 128,
-        "height": 128,
-        "num_frames": 8,
-        "fps": 8,
-        "steps": 4,
-        "seed": 2,
-        "visible_watermark": True,
-    }
-    draft = JobDraft(tenant="acme", user="u-twice", key_id=None, tier="free", params=params,
-                     prompt="a lighthouse in fog", request_sha256="2")  # fmt: skip
-    job, _ = jobs.create(draft, Limits(10, 10))
+    job = queued_job(jobs, "u-twice", "a lighthouse in fog", seed=2)
     first = jobs.claim(job.id, options.lease, 3)
     time.sleep(1.2)
     second = jobs.claim(job.id, options.lease, 3)
