@@ -20,12 +20,14 @@ api_keys_app = typer.Typer(
 )
 db_app = typer.Typer(help="The audit database's schema.", no_args_is_help=True)
 certs_app = typer.Typer(help="C2PA signing certificates.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure screening on labelled data.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="watermark-keys")
 app.add_typer(api_keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(certs_app, name="certs")
+app.add_typer(eval_app, name="eval")
 
 console = Console(stderr=True)
 EXIT_BLOCKED, EXIT_ERROR = 3, 4
@@ -518,6 +520,75 @@ def _load_certs(path: Path):
     from cryptography import x509
 
     return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+@eval_app.command("prompts")
+def eval_prompts(
+    dataset: Annotated[
+        list[Path],
+        typer.Option(
+            "--dataset",
+            help="Labelled prompts (CSV prompt,label[,category]; "
+            "AILuminate; PartiPrompts). Repeat for several.",
+        ),
+    ],  # fmt: skip
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N prompts of each file.")] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy TOML file (default: the configured one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Run the policy's prompt stage on labelled prompts: precision, recall, false-block rate,
+    AUPRC and latency per file, and the block rate per category."""
+    from dataclasses import asdict
+
+    from hallmark.compose import build_prompt_classifiers, configure_torch
+    from moderation.evaluate import DatasetError, load_prompts, metrics, score_prompts
+    from policy import Policy, PolicyError
+
+    settings = _settings(policy=policy)
+    try:
+        sets = {path.name: load_prompts(path, limit) for path in dataset}
+        loaded = Policy.load(settings.policy)
+    except (DatasetError, PolicyError) as exc:
+        raise _fail(str(exc)) from exc
+    configure_torch(settings)
+    classifiers = build_prompt_classifiers(settings, loaded)
+
+    def classify(text: str):
+        return [v for c in classifiers for v in c.classify(text)]
+
+    results = {}
+    for name, prompts in sets.items():
+        with Progress(TextColumn(f"{name:<28}"), BarColumn(), MofNCompleteColumn(), console=console,
+                      transient=True) as bar:  # fmt: skip
+            task = bar.add_task(name, total=len(prompts))
+            scored = score_prompts(classify, prompts, lambda done, total, t=task: bar.update(t, completed=done))
+        results[name] = metrics(scored)
+    if as_json:
+        print(
+            json.dumps(
+                {"policy": loaded.label, "datasets": {k: asdict(v) for k, v in results.items()}}, indent=2
+            )
+        )
+        return
+    table = Table(title=f"Prompt screening under {loaded.label}", title_justify="left")
+    for column in ("dataset", "n", "unsafe", "blocked", "precision", "recall", "false blocks", "AUPRC", "p50 ms",
+                   "p95 ms"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+
+    def pct(value):
+        return "-" if value is None else f"{value:.1%}"
+
+    for name, m in results.items():
+        table.add_row(name, str(m.n), str(m.unsafe), str(m.blocked), pct(m.precision), pct(m.recall),
+                      pct(m.false_block_rate), "-" if m.auprc is None else f"{m.auprc:.3f}", f"{m.p50_ms:.1f}",
+                      f"{m.p95_ms:.1f}")  # fmt: skip
+    Console().print(table)
+    for name, m in results.items():
+        if m.by_category:
+            rates = ", ".join(f"{c} {r:.0%}" for c, r in m.by_category.items())
+            Console().print(f"{name}: blocked per category: {rates}", highlight=False)
 
 
 @policy_app.command("check")

@@ -140,18 +140,22 @@ def build_watermark(settings: Settings) -> VideoWatermark:
     return TileMark(watermark_keys(settings))
 
 
+def build_prompt_classifiers(settings: Settings, policy: Policy) -> list:
+    """The policy's prompt stage: blocklist, alt-profanity-check and MiniLM exemplars."""
+    classifiers = [BlocklistClassifier(policy.prompt.blocklist)]
+    if policy.prompt.profanity.enabled:
+        classifiers.append(ProfanityClassifier(policy.prompt.profanity))
+    if policy.prompt.semantic:
+        classifiers.append(SemanticClassifier(MiniLMEncoder(device=settings.device), policy.prompt.semantic))
+    return classifiers
+
+
 def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedPipeline:
     """Every stage of the guarded pipeline, as the settings and the policy configure it."""
     configure_torch(settings)
     policy = policy or Policy.load(settings.policy)
     nudity = NudityDetector()
-    prompt_classifiers = [BlocklistClassifier(policy.prompt.blocklist)]
-    if policy.prompt.profanity.enabled:
-        prompt_classifiers.append(ProfanityClassifier(policy.prompt.profanity))
-    if policy.prompt.semantic:
-        prompt_classifiers.append(
-            SemanticClassifier(MiniLMEncoder(device=settings.device), policy.prompt.semantic)
-        )
+    prompt_classifiers = build_prompt_classifiers(settings, policy)
     frame_classifiers = [
         ClipConceptFilter(
             policy.frames.clip_concepts,
