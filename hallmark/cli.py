@@ -563,7 +563,9 @@ def eval_prompts(
         with Progress(TextColumn(f"{name:<28}"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=True) as bar:  # fmt: skip
             task = bar.add_task(name, total=len(prompts))
-            scored = score_prompts(classify, prompts, lambda done, total, t=task: bar.update(t, completed=done))
+            scored = score_prompts(
+                classify, prompts, lambda done, total, t=task: bar.update(t, completed=done)
+            )
         results[name] = metrics(scored)
     if as_json:
         print(
