@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from audit import chain
 from audit.models import GenerationJob, GenerationRecord, JobInput
 from audit.store import AuditError, AuditStore
 
@@ -189,7 +190,8 @@ class JobStore:
             job = _locked(conn, job_id)
             if job is None or job.state in FINAL:
                 return None
-            lease = _aware(job.heartbeat_at or job.started_at)
+            touched = job.heartbeat_at or job.started_at
+            lease = chain.utc(touched) if touched is not None else None
             if job.state == "running" and lease is not None and now - lease < stale_after:
                 return None
             inputs = conn.execute(select(JobInput).where(JobInput.job_id == job_id)).first()
@@ -266,9 +268,3 @@ def _locked(conn, job_id: str) -> GenerationJob | None:
         query = query.with_for_update()
     row = conn.execute(query).first()
     return GenerationJob(**row._mapping) if row else None
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)

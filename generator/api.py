@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from audit import chain
 from audit.api import principal_dependency
 from audit.jobs import IdempotencyConflict, JobDraft, JobNotFound, JobStore, QuotaExceeded
 from audit.keys import Principal
@@ -275,8 +276,8 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands datetimes back without their zone; they were written in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+    """SQLite hands datetimes back without their zone (chain.utc); an unset one stays None."""
+    return chain.utc(value) if value is not None else None
 
 
 def _artifact(job: GenerationJob, path: str | None) -> Path:

@@ -1,7 +1,7 @@
 """Generation jobs: the request a platform sends, the queue, and running one job to its end.
 
     submit: validate -> gate (tier limits, prompt, image; a refusal is recorded) -> quota -> queue
-    run:    claim (lease) -> pipeline -> provenance report -> final state
+    run:    claim (lease) -> pipeline (which writes the one audit record) -> final state
 
 The queue is in-process (a worker thread; the embedded default) or Celery on Redis (`hallmark
 worker`); either way it carries job ids only, and `run_job` is the same code. The database is
@@ -118,9 +118,7 @@ def cancel(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: Job
     return jobs.get(job_id)
 
 
-def run_job(
-    pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: JobSettings, max_pixels: int
-) -> str | None:
+def run_job(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: JobSettings) -> str | None:
     """Run one job to its final state; returns that state, or None when there was nothing to do
     (it ended already, or another worker holds it)."""
     claim = jobs.claim(job_id, settings.lease, settings.max_attempts)
@@ -137,15 +135,13 @@ def run_job(
         reason = f"gave up after {job.attempts} attempts: its worker stopped each time"
         _record_unrun(pipeline, jobs, job, claim.inputs, settings, status, "worker", reason)
         return FINAL_STATE[status]
-    return _run(pipeline, jobs, claim, settings, max_pixels)
+    return _run(pipeline, jobs, claim, settings)
 
 
-def _run(
-    pipeline: GuardedPipeline, jobs: JobStore, claim: Claim, settings: JobSettings, max_pixels: int
-) -> str | None:
+def _run(pipeline: GuardedPipeline, jobs: JobStore, claim: Claim, settings: JobSettings) -> str | None:
     job = claim.job
     try:
-        request = to_request(job, claim.inputs, settings.artifacts, max_pixels)
+        request = to_request(job, claim.inputs, settings.artifacts, pipeline.policy.image.max_pixels)
     except ValueError as exc:
         _record_unrun(pipeline, jobs, job, claim.inputs, settings, "error", "request", str(exc))
         return "failed"

@@ -71,10 +71,7 @@ def create_app(
                 built = pipeline or build_pipeline(settings)
                 jobs = JobStore(built.audit)
                 options = job_settings(settings)
-                max_pixels = built.policy.image.max_pixels
-                queue = build_job_queue(
-                    settings, lambda job_id: run_job(built, jobs, job_id, options, max_pixels)
-                )
+                queue = build_job_queue(settings, lambda job_id: run_job(built, jobs, job_id, options))
                 generation["context"] = GenerationContext(built, jobs, queue, options)
                 threading.Thread(target=sweep, daemon=True, name="hallmark-sweep").start()
             return generation["context"]

@@ -69,7 +69,7 @@ def run_worker(settings: Settings) -> None:
 
     @app.task(name=TASK)
     def run(job_id: str) -> None:
-        run_job(pipeline, jobs, job_id, options, pipeline.policy.image.max_pixels)
+        run_job(pipeline, jobs, job_id, options)
 
     app.worker_main(["worker", "--pool", "solo", "--queues", QUEUE, "--loglevel", settings.log_level,
                      "--without-gossip", "--without-mingle"])  # fmt: skip

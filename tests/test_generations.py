@@ -229,13 +229,13 @@ def test_a_job_whose_worker_died_is_run_again_and_recorded_once(service, pipelin
 
     class Queue:
         def submit(self, job_id):
-            run_job(pipeline, jobs, job_id, options, 1 << 24)
+            run_job(pipeline, jobs, job_id, options)
 
     assert job.id in recover(pipeline, jobs, Queue(), options)
     final = jobs.get(job.id)
     assert final.state == "succeeded" and final.attempts == 2
     assert store.get(final.generation_id).status == "released"
-    assert run_job(pipeline, jobs, job.id, options, 1 << 24) is None, "a finished job is not run again"
+    assert run_job(pipeline, jobs, job.id, options) is None, "a finished job is not run again"
 
 
 def test_metrics_and_readiness(service):
@@ -326,7 +326,7 @@ def test_a_taken_over_run_loses_its_lease_and_a_recorded_job_is_not_run_again(se
     result = pipeline(to_request(second.job, second.inputs, tmp_path, 1 << 24))  # records, then "dies"
     assert result.released and jobs.get(job.id).state == "running"
     time.sleep(1.2)
-    assert run_job(pipeline, jobs, job.id, options, 1 << 24) == "succeeded"
+    assert run_job(pipeline, jobs, job.id, options) == "succeeded"
     final = jobs.get(job.id)
     assert final.output_path == str(result.output) and jobs.inputs(job.id) is None
     from provenance import sha256_file
