@@ -26,6 +26,7 @@ VERDICT_FIELDS = (
     "stage", "classifier", "classifier_version", "category", "score", "threshold", "action",
     "calibrated", "detail",
 )  # fmt: skip
+LATER_VERDICT_FIELDS = ("frames",)  # hashed when set, so verdicts written before it verify
 DECISION_FIELDS = ("seq", "record_seq", "created_at", "decision", "reason", "reviewer", "reviewer_key")
 REDACTION_FIELDS = ("seq", "record_seq", "created_at", "reason", "requested_by")
 
@@ -61,11 +62,17 @@ def record_hash(prev_hash: str, record: Any, verdicts: list[Any]) -> str:
     for name in LATER_RECORD_FIELDS:  # added after rows existed: hashed when set, so old rows verify
         if _get(record, name) is not None:
             envelope[name] = _get(record, name)
-    envelope["verdicts"] = [
-        {name: _canonical(_get(v, name)) for name in VERDICT_FIELDS}
-        for v in sorted(verdicts, key=lambda v: _get(v, "position"))
-    ]  # fmt: skip
+    envelope["verdicts"] = [_verdict_envelope(v) for v in sorted(verdicts, key=lambda v: _get(v, "position"))]
     return _digest("record", prev_hash, envelope)
+
+
+def _verdict_envelope(verdict: Any) -> dict[str, Any]:
+    envelope = {name: _canonical(_get(verdict, name)) for name in VERDICT_FIELDS}
+    for name in LATER_VERDICT_FIELDS:
+        value = verdict.get(name) if isinstance(verdict, dict) else getattr(verdict, name, None)
+        if value is not None:
+            envelope[name] = value
+    return envelope
 
 
 def decision_hash(prev_hash: str, decision: Any) -> str:

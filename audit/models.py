@@ -130,6 +130,8 @@ class VerdictRow(SQLModel, table=True):
     action: str
     calibrated: bool
     detail: str = ""
+    # Frame-stage verdicts: JSON of every frame's score, the frames that fired and the rule.
+    frames: str | None = None
 
 
 class Decision(SQLModel, table=True):

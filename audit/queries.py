@@ -112,6 +112,7 @@ class VerdictOut(BaseModel):
     action: Literal["allow", "flag", "block"]
     calibrated: bool
     detail: str
+    frames: dict[str, Any] | None = None  # frame stage: every frame's score, the frames that fired, the rule
 
 
 class DecisionOut(BaseModel):
@@ -362,7 +363,10 @@ def detail(store: AuditStore, record: GenerationRecord) -> dict[str, Any]:
 
 
 def verdict_view(v: VerdictRow) -> dict[str, Any]:
-    return {k: getattr(v, k) for k in VERDICT_FIELDS}
+    view = {k: getattr(v, k) for k in VERDICT_FIELDS}
+    if v.frames is not None:
+        view["frames"] = json.loads(v.frames)
+    return view
 
 
 def decision_view(d: Decision) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import heapq
+import json
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -543,7 +544,8 @@ def _build_record(draft: RecordDraft, head: _Head) -> tuple[dict, dict, list[dic
     for i, v in enumerate(draft.verdicts):
         row = {k: v[k] for k in chain.VERDICT_FIELDS}
         row.update(record_seq=seq, position=i, score=round(float(row["score"]), 6),
-                   threshold=round(float(row["threshold"]), 6))  # fmt: skip
+                   threshold=round(float(row["threshold"]), 6),
+                   frames=json.dumps(v["frames"], sort_keys=True) if v.get("frames") else None)  # fmt: skip
         verdicts.append(row)
     top = max(verdicts, key=lambda v: v["score"], default=None)
     record = {

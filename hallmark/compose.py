@@ -6,6 +6,7 @@ import datetime as dt
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from cryptography import x509
 
@@ -16,10 +17,13 @@ from hallmark.settings import Settings
 from moderation import (
     BlocklistClassifier,
     ClipConceptFilter,
+    HeadWeights,
+    LanguageClassifier,
     MiniLMEncoder,
     NudityClassifier,
     NudityDetector,
     ProfanityClassifier,
+    PromptModel,
     SemanticClassifier,
 )
 from policy import Policy
@@ -141,12 +145,21 @@ def build_watermark(settings: Settings) -> VideoWatermark:
 
 
 def build_prompt_classifiers(settings: Settings, policy: Policy) -> list:
-    """The policy's prompt stage: blocklist, alt-profanity-check and MiniLM exemplars."""
-    classifiers = [BlocklistClassifier(policy.prompt.blocklist)]
-    if policy.prompt.profanity.enabled:
-        classifiers.append(ProfanityClassifier(policy.prompt.profanity))
-    if policy.prompt.semantic:
-        classifiers.append(SemanticClassifier(MiniLMEncoder(device=settings.device), policy.prompt.semantic))
+    """The policy's prompt stage: the blocklist, the trained classifier (with its language rule),
+    and any stand-alone signals the policy configures."""
+    prompt = policy.prompt
+    classifiers: list = [BlocklistClassifier(prompt.blocklist)]
+    encoder = MiniLMEncoder(device=settings.device) if prompt.model.enabled or prompt.semantic else None
+    if prompt.model.enabled:
+        weights = HeadWeights.load(Path(prompt.model.weights) if prompt.model.weights else None)
+        classifiers.append(
+            PromptModel(encoder, weights, prompt.categories, evasion_action=prompt.model.evasion)
+        )
+        classifiers.append(LanguageClassifier(prompt.model))
+    if prompt.profanity is not None and prompt.profanity.enabled:
+        classifiers.append(ProfanityClassifier(prompt.profanity))
+    if prompt.semantic:
+        classifiers.append(SemanticClassifier(encoder, prompt.semantic))
     return classifiers
 
 
@@ -163,10 +176,15 @@ def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedP
             pretrained=settings.clip_pretrained or None,
             uncalibrated_max_action=policy.frames.uncalibrated_max_action,
             device=settings.device,
+            aggregation=policy.frames.aggregation,
         )
     ]
     if policy.frames.nudity.enabled:
-        frame_classifiers.append(NudityClassifier(nudity, policy.frames.nudity, stage="frames"))
+        frame_classifiers.append(
+            NudityClassifier(
+                nudity, policy.frames.nudity, stage="frames", aggregation=policy.frames.aggregation
+            )
+        )
     image_classifiers = []
     if policy.image.nudity.enabled:
         image_classifiers.append(NudityClassifier(nudity, policy.image.nudity, stage="image"))

@@ -2,6 +2,8 @@
 
 from moderation.clip_filter import ClipConceptFilter, ClipLoadError
 from moderation.image import NudityClassifier, NudityDetector
+from moderation.language import LanguageClassifier
+from moderation.prompt_head import HeadError, HeadWeights, PromptModel
 from moderation.text import (
     BlocklistClassifier,
     MiniLMEncoder,
@@ -15,10 +17,14 @@ __all__ = [
     "BlocklistClassifier",
     "ClipConceptFilter",
     "ClipLoadError",
+    "HeadError",
+    "HeadWeights",
+    "LanguageClassifier",
     "MiniLMEncoder",
     "NudityClassifier",
     "NudityDetector",
     "ProfanityClassifier",
+    "PromptModel",
     "SemanticClassifier",
     "Verdict",
     "decide",

@@ -1,7 +1,8 @@
 """CLIP concept filter on open_clip, in the manner of Stable Diffusion's safety checker.
 
 Each frame's image embedding is compared (cosine similarity) with the text embeddings of the
-policy's concept prompts; a concept's score is its highest similarity over prompts and frames.
+policy's concept prompts; a frame's score for a concept is its highest similarity over the
+concept's prompts, and the policy's aggregation rule turns the frame scores into the clip's.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moderation.verdict import Verdict, decide
-from policy import Action, ClipConcept
+from moderation.aggregate import frame_verdict
+from moderation.verdict import Verdict
+from policy import Action, ClipConcept, FrameAggregation
 
 STAGE = "frames"
 
@@ -40,6 +42,7 @@ class ClipConceptFilter:
         uncalibrated_max_action: Action = Action.flag,
         batch_size: int = 16,
         device: str = "cpu",
+        aggregation: FrameAggregation | None = None,
     ) -> None:
         import open_clip
 
@@ -68,6 +71,7 @@ class ClipConceptFilter:
         self._device = device
         self._batch_size = batch_size
         self._concepts = concepts
+        self._aggregation = aggregation or FrameAggregation()
         self._max_action = Action.block if self.calibrated else uncalibrated_max_action
         size = model.visual.image_size
         self._size = size[0] if isinstance(size, tuple | list) else int(size)
@@ -105,20 +109,25 @@ class ClipConceptFilter:
         image = torch.cat(embeddings)
         return {n: (image @ t.T).cpu().numpy() for n, t in self._concept_embeddings.items()}
 
+    def frame_scores(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Per concept, each frame's score: its highest similarity to the concept's prompts."""
+        return {name: sims.max(axis=1) for name, sims in self.similarities(frames).items()}
+
     def classify(self, frames: np.ndarray) -> list[Verdict]:
         verdicts = []
         for name, sims in self.similarities(frames).items():
-            frame, prompt = np.unravel_index(int(np.argmax(sims)), sims.shape)
             concept = self._concepts[name]
+            prompt = concept.prompts[int(np.argmax(sims.max(axis=0)))]
             verdicts.append(
-                decide(
+                frame_verdict(
                     STAGE,
                     self.name,
                     self.version,
                     name,
-                    float(sims[frame, prompt]),
+                    sims.max(axis=1),
                     concept.thresholds,
-                    detail=f"frame {frame} vs '{concept.prompts[prompt]}'",
+                    self._aggregation,
+                    detail=f"closest prompt '{prompt}'",
                     calibrated=self.calibrated,
                     max_action=self._max_action,
                 )  # fmt: skip

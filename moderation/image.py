@@ -6,8 +6,9 @@ from importlib import metadata
 
 import numpy as np
 
+from moderation.aggregate import frame_verdict
 from moderation.verdict import Verdict, decide
-from policy import NudityRule
+from policy import FrameAggregation, NudityRule
 
 
 class NudityDetector:
@@ -34,21 +35,33 @@ def _opaque(rgb: np.ndarray) -> np.ndarray:
 class NudityClassifier:
     """Highest confidence among the policy's NudeNet labels, over one image or every frame."""
 
-    def __init__(self, detector: NudityDetector, rule: NudityRule, stage: str) -> None:
+    def __init__(self, detector: NudityDetector, rule: NudityRule, stage: str,
+                 aggregation: FrameAggregation | None = None) -> None:  # fmt: skip
         self._detector = detector
         self._rule = rule
         self._stage = stage
+        self._aggregation = aggregation or FrameAggregation()
         self.name = detector.name
         self.version = detector.version
 
+    def image_score(self, image: np.ndarray) -> tuple[float, str]:
+        """The highest confidence among the rule's labels in one image, and that label."""
+        best, label = 0.0, ""
+        for det in self._detector.detect(image):
+            if det["class"] in self._rule.labels and det["score"] > best:
+                best, label = float(det["score"]), str(det["class"])
+        return best, label
+
     def classify(self, images: np.ndarray) -> list[Verdict]:
         """`images` is one (H,W,3) image or a (T,H,W,3) stack of frames, RGB uint8."""
-        stack = images[None] if images.ndim == 3 else images
-        best, where = 0.0, ""
-        for index, image in enumerate(stack):
-            for det in self._detector.detect(image):
-                if det["class"] in self._rule.labels and det["score"] > best:
-                    best = float(det["score"])
-                    where = f"{det['class']}" + (f" in frame {index}" if len(stack) > 1 else "")
         rule = self._rule
-        return [decide(self._stage, self.name, self.version, rule.category, best, rule.thresholds, where)]
+        if images.ndim == 3:
+            score, label = self.image_score(images)
+            return [
+                decide(self._stage, self.name, self.version, rule.category, score, rule.thresholds, label)
+            ]
+        scored = [self.image_score(frame) for frame in images]
+        scores = np.array([s for s, _ in scored])
+        label = scored[int(np.argmax(scores))][1]
+        return [frame_verdict(self._stage, self.name, self.version, rule.category, scores, rule.thresholds,
+                              self._aggregation, detail=label)]  # fmt: skip

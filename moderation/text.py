@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import cached_property
 from importlib import metadata
 
 import numpy as np
 
+from moderation.deobfuscate import clean, fold_leetspeak
 from moderation.verdict import Verdict, decide
 from policy import BlocklistRule, SemanticCategory, Thresholds
 from policy.schema import ProfanityRule
 
 STAGE = "prompt"
 
-# Characters that render as nothing or as a space and are used to split words past filters.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
-# Common Cyrillic and Greek look-alikes of Latin letters (after casefolding).
-_CONFUSABLES = str.maketrans(
-    {
-        "а": "a", "в": "b", "е": "e", "ѕ": "s", "і": "i", "ј": "j", "к": "k", "м": "m", "н": "h",
-        "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ԁ": "d", "ɡ": "g", "ӏ": "l",
-        "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
-        "τ": "t", "υ": "u", "χ": "x", "ω": "w",
-    }
-)  # fmt: skip
-_LEET = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s",
-     "!": "i", "|": "l", "+": "t"}
-)  # fmt: skip
-
 
 def normalise(text: str) -> str:
     """Fold case, compatibility forms, accents, confusables and simple leetspeak to plain ASCII-ish text."""
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_INVISIBLE)
-    text = text.translate(_CONFUSABLES)
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return " ".join(text.translate(_LEET).split())
+    return fold_leetspeak(clean(text))
 
 
 class BlocklistClassifier:

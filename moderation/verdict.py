@@ -11,6 +11,15 @@ from policy import Action, Thresholds
 
 
 @dataclass(frozen=True)
+class FrameScores:
+    """A clip verdict's evidence: every frame's score, the frames at or over the threshold, the rule."""
+
+    scores: tuple[float, ...]
+    fired: tuple[int, ...]
+    rule: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     """Which stage and classifier scored which category, against which threshold, with what action."""
 
@@ -23,11 +32,17 @@ class Verdict:
     action: Action
     calibrated: bool = True  # False: real model output, thresholds not tuned for its weights
     detail: str = ""  # what drove the score: nearest exemplar, matched term, frame index...
+    frames: FrameScores | None = None  # frame-stage verdicts: the per-frame scores behind the clip score
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["action"] = self.action.value
         data["score"] = round(self.score, 6)
+        if self.frames is None:
+            del data["frames"]
+        else:
+            data["frames"]["scores"] = [round(s, 4) for s in self.frames.scores]
+            data["frames"]["fired"] = list(self.frames.fired)
         return data
 
 

@@ -78,6 +78,32 @@ class SemanticCategory(_Strict):
     exemplars: list[str] = Field(min_length=1)
 
 
+class PromptCategory(_Strict):
+    """One category of the prompt classifier: its calibrated-score thresholds and exemplar phrases.
+
+    Exemplars are visual descriptions of what the category looks like in a video prompt; the
+    classifier fuses the prompt's similarity to them with its trained head, and
+    `hallmark train prompt-classifier` uses them as training examples.
+    """
+
+    description: str = ""
+    thresholds: Thresholds
+    exemplars: list[str] = Field(default_factory=list)
+
+
+class PromptModelRule(_Strict):
+    """The trained prompt classifier, and what to do with what it cannot read."""
+
+    enabled: bool = True
+    weights: str | None = None  # a file from `hallmark train prompt-classifier`; None: the shipped one
+    evasion: Action = Action.flag  # encoded payloads, jailbreak wrappers, invisible characters
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)  # ISO 639-1 codes
+    # A prompt in another language is scored all the same, but the head was trained on English:
+    # the policy says whether such a prompt is flagged for review or blocked.
+    unsupported_language: Literal["flag", "block"] = "flag"
+    language_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
+
+
 class BlocklistRule(_Strict):
     """Terms matched as whole words after normalising case, confusables and leetspeak."""
 
@@ -87,9 +113,19 @@ class BlocklistRule(_Strict):
 
 class PromptPolicy(_Strict):
     max_length: int = Field(default=2000, gt=0)
-    profanity: ProfanityRule
-    semantic: dict[str, SemanticCategory] = Field(default_factory=dict)
+    model: PromptModelRule = PromptModelRule()
+    categories: dict[str, PromptCategory] = Field(default_factory=dict)  # the trained classifier's
     blocklist: dict[str, BlocklistRule] = Field(default_factory=dict)
+    # Stand-alone signals, each with its own thresholds, for policies that want them apart from
+    # the fused classifier (the default policy fuses both into `categories`).
+    profanity: ProfanityRule | None = None
+    semantic: dict[str, SemanticCategory] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _classifier_has_categories(self) -> PromptPolicy:
+        if self.model.enabled and not self.categories:
+            raise ValueError("the prompt classifier is enabled but [prompt.categories] is empty")
+        return self
 
 
 class NudityRule(_Strict):
@@ -115,8 +151,39 @@ class ClipConcept(_Strict):
     thresholds: Thresholds
 
 
+class FrameAggregation(_Strict):
+    """How per-frame scores make one clip score, which the thresholds then judge.
+
+    - `any`: the highest frame score (one frame over the threshold decides);
+    - `k_of_n`: the k-th highest frame score (k frames must be over it);
+    - `window`: the highest k-th score within any `window` consecutive frames (k frames close together).
+    """
+
+    rule: Literal["any", "k_of_n", "window"] = "any"
+    k: int = Field(default=1, ge=1)
+    window: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FrameAggregation:
+        if self.rule == "any" and (self.k != 1 or self.window is not None):
+            raise ValueError("rule 'any' takes neither k nor window")
+        if self.rule == "k_of_n" and self.window is not None:
+            raise ValueError("rule 'k_of_n' takes no window; use rule 'window'")
+        if self.rule == "window" and (self.window is None or self.k > self.window):
+            raise ValueError("rule 'window' needs a window of at least k frames")
+        return self
+
+    def describe(self) -> str:
+        if self.rule == "any":
+            return "any frame"
+        if self.rule == "k_of_n":
+            return f"{self.k} of n frames"
+        return f"{self.k} frames within {self.window}"
+
+
 class FramePolicy(_Strict):
     clip_concepts: dict[str, ClipConcept] = Field(min_length=1)
+    aggregation: FrameAggregation = FrameAggregation()
     # An uncalibrated filter (no pretrained weights available) can at most take this action:
     # its scores are real model outputs, but its thresholds were not tuned for those weights.
     uncalibrated_max_action: Action = Action.flag

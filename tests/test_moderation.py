@@ -6,10 +6,11 @@ from moderation import (
     ClipConceptFilter,
     NudityClassifier,
     ProfanityClassifier,
+    PromptModel,
     SemanticClassifier,
     normalise,
 )
-from policy import Action, BlocklistRule, ClipConcept, NudityRule, Policy, Thresholds
+from policy import Action, BlocklistRule, ClipConcept, NudityRule, Policy, SemanticCategory, Thresholds
 from policy.schema import ProfanityRule
 
 
@@ -47,7 +48,14 @@ def test_profanity_classifier_scores_real_model():
 
 
 def test_semantic_classifier_ranks_explicit_prompt_above_benign(pipeline):
-    semantic = next(c for c in pipeline.prompt_classifiers if isinstance(c, SemanticClassifier))
+    model = next(c for c in pipeline.prompt_classifiers if isinstance(c, PromptModel))
+    categories = {
+        "sexual": SemanticCategory(thresholds=Thresholds(flag=0.40, block=0.48),
+                                   exemplars=["a naked woman", "explicit pornographic scene"]),
+        "violence": SemanticCategory(thresholds=Thresholds(flag=0.42, block=0.50),
+                                     exemplars=["a man being stabbed with blood spraying", "graphic gore"]),
+    }  # fmt: skip
+    semantic = SemanticClassifier(model.encoder, categories)
     explicit = {v.category: v for v in semantic.classify("a naked woman posing on a bed")}
     benign = {v.category: v for v in semantic.classify("a paper boat drifting on a pond")}
     assert explicit["sexual"].score > benign["sexual"].score + 0.3

@@ -43,7 +43,7 @@ def test_released_video_is_trusted_watermarked_and_audited(released, pipeline, t
     assert screening["policy"] == pipeline.policy.label
     assert screening["generation_id"] == released.generation_id
     assert screening["uncalibrated"] == ["open_clip-ViT-B-32"]
-    assert screening["classifiers"]["minilm-exemplars"]["highest"]["sexual"]["action"] == "allow"
+    assert screening["classifiers"]["hallmark-prompt"]["highest"]["sexual"]["action"] == "allow"
 
     frames = decode_frames(path)
     assert frames.shape == (16, 256, 256, 3)
@@ -87,16 +87,13 @@ def test_blocked_prompt_releases_nothing_and_records_the_verdict(pipeline, tmp_p
     result = pipeline(GenerationRequest(prompt="a naked woman posing on a bed", output=out))
     assert result.status == "blocked" and result.stage == "prompt"
     assert not out.exists() and not list(tmp_path.iterdir())
-    assert "minilm-exemplars" in result.reason and "sexual" in result.reason
+    assert "hallmark-prompt" in result.reason
     record = pipeline.audit.get(result.generation_id)
     assert record.status == "blocked" and record.blocked_stage == "prompt"
     assert record.output_sha256 is None and record.watermark_payload is None
     blocking = [v for v in pipeline.audit.verdicts(record.seq) if v.action == "block"]
-    assert (
-        blocking
-        and blocking[0].classifier == "minilm-exemplars"
-        and blocking[0].score >= blocking[0].threshold
-    )
+    assert blocking and all(v.classifier == "hallmark-prompt" and v.score >= v.threshold for v in blocking)
+    assert "sexual" in {v.category for v in blocking}
     assert {v.stage for v in pipeline.audit.verdicts(record.seq)} == {"prompt"}  # stopped there
 
 

@@ -11,7 +11,8 @@ def test_default_policy_loads_with_content_hash_version():
     assert policy.name == "hallmark-default"
     assert policy.version.startswith("sha256:") and len(policy.version) == len("sha256:") + 16
     assert policy.label == f"{policy.name}@{policy.version}"
-    assert "sexual" in policy.prompt.semantic and policy.frames.clip_concepts
+    assert len(policy.prompt.categories) >= 11 and policy.frames.clip_concepts
+    assert policy.prompt.categories["ip_misuse"].thresholds.block is None  # flagged for review only
 
 
 def test_version_changes_with_content_and_only_with_content(tmp_path):
@@ -30,13 +31,13 @@ def test_invalid_field_error_names_file_field_and_problem(tmp_path):
     bad.write_bytes(
         default_policy_path()
         .read_bytes()
-        .replace(b"thresholds = { flag = 0.8, block = 0.98 }", b"thresholds = { flag = 0.99, block = 0.5 }")
+        .replace(b"thresholds = { flag = 0.5, block = 0.7 }", b"thresholds = { flag = 0.99, block = 0.5 }", 1)
     )
     with pytest.raises(PolicyError) as err:
         Policy.load(bad)
     message = str(err.value)
     assert str(bad) in message
-    assert "prompt.profanity.thresholds" in message
+    assert "prompt.categories.sexual.thresholds" in message
     assert "must not exceed" in message
 
 

@@ -1,0 +1,168 @@
+"""Hallmark's prompt classifier: a trained head on all-MiniLM-L6-v2 embeddings, fused with the
+policy's exemplar phrases and alt-profanity-check into one calibrated score per category.
+
+Per category c and per view v of the prompt (see moderation.deobfuscate):
+
+    score_c = max over v of sigmoid(a_c * head_logit_c(v) + b_c * exemplar_sim_c(v) + d_c * profanity(v) + e_c)
+
+The head (384 -> 256 -> categories) and the fusion coefficients (a, b, d, e) are fitted by
+`hallmark train prompt-classifier` (moderation/train.py); the fusion is fitted on a calibration
+split at equal priors, so a threshold of 0.5 means "as much evidence for as against" in every
+category. The weights file also holds the hashes of every text it was fitted on, so that
+evaluation can leave those out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moderation.deobfuscate import Reading, clean, read_prompt
+from moderation.verdict import Verdict, decide
+from policy import Action, PromptCategory, Thresholds
+
+STAGE = "prompt"
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "prompt_head.npz"
+ANY_HARM = "harmful"  # the head's overall output: unsafe, whatever the category
+
+
+class HeadError(ValueError):
+    """A weights file that cannot be used with this policy."""
+
+
+def text_hash(text: str) -> int:
+    """A 64-bit hash of the cleaned text: how a weights file remembers what it was fitted on."""
+    return int.from_bytes(hashlib.sha256(clean(text).encode()).digest()[:8], "little")
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    categories: tuple[str, ...]
+    w1: np.ndarray  # (384, hidden)
+    b1: np.ndarray
+    w2: np.ndarray  # (hidden, categories)
+    b2: np.ndarray
+    fusion: np.ndarray  # (categories, 4): head logit, exemplar similarity, profanity, bias
+    seen: np.ndarray  # uint64 hashes of the training and calibration texts
+    meta: dict  # encoder, data, metrics: what the model card reports
+    version: str = ""
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(embeddings @ self.w1 + self.b1, 0.0)
+        return hidden @ self.w2 + self.b2
+
+    def fuse(self, logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray,
+             index: list[int] | None = None) -> np.ndarray:  # fmt: skip
+        """Calibrated scores (texts, categories[index]) from the head's logits and the other signals."""
+        f = self.fusion if index is None else self.fusion[index]
+        z = f[:, 0] * logits + f[:, 1] * exemplar + f[:, 2] * profanity[:, None] + f[:, 3]
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+    def has_seen(self, text: str) -> bool:
+        return bool(np.isin(np.uint64(text_hash(text)), self.seen))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer, w1=self.w1.astype(np.float32), b1=self.b1.astype(np.float32),
+            w2=self.w2.astype(np.float32), b2=self.b2.astype(np.float32),
+            fusion=self.fusion.astype(np.float64), seen=np.unique(self.seen.astype(np.uint64)),
+            categories=np.array(self.categories), meta=np.array(json.dumps(self.meta, sort_keys=True)),
+        )  # fmt: skip
+        path.write_bytes(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> HeadWeights:
+        path = Path(path) if path else SHIPPED_WEIGHTS
+        try:
+            raw = path.read_bytes()
+            data = np.load(io.BytesIO(raw), allow_pickle=False)
+            return cls(
+                categories=tuple(str(c) for c in data["categories"]),
+                w1=data["w1"], b1=data["b1"], w2=data["w2"], b2=data["b2"], fusion=data["fusion"],
+                seen=data["seen"], meta=json.loads(str(data["meta"])),
+                version="sha256:" + hashlib.sha256(raw).hexdigest()[:12],
+            )  # fmt: skip
+        except (OSError, KeyError, ValueError) as exc:
+            raise HeadError(f"{path}: not a prompt classifier weights file: {exc}") from exc
+
+
+class PromptModel:
+    """The fused, calibrated prompt classifier: one verdict per policy category."""
+
+    name = "hallmark-prompt"
+
+    def __init__(self, encoder, weights: HeadWeights, categories: dict[str, PromptCategory],
+                 evasion_action: Action = Action.flag) -> None:  # fmt: skip
+        from profanity_check import predict_prob
+
+        missing = [c for c in categories if c not in weights.categories]
+        if missing:
+            raise HeadError(
+                f"the policy's categories {missing} have no trained output in the prompt classifier "
+                f"({', '.join(weights.categories)}); retrain it: hallmark train prompt-classifier --policy FILE"
+            )
+        self._encoder = encoder
+        self._weights = weights
+        self._categories = categories
+        self._index = [weights.categories.index(c) for c in categories]
+        self._evasion_action = evasion_action
+        self._profanity = predict_prob
+        self.version = f"{weights.version} on {encoder.version}"
+        self._exemplars = {
+            c: encoder.encode(list(spec.exemplars)) for c, spec in categories.items() if spec.exemplars
+        }
+
+    @property
+    def encoder(self):
+        return self._encoder
+
+    @property
+    def weights(self) -> HeadWeights:
+        return self._weights
+
+    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated scores (texts, policy categories), and the index of each category's nearest exemplar."""
+        embeddings = self._encoder.encode(texts)
+        logits = self._weights.logits(embeddings)[:, self._index]
+        exemplar = np.zeros_like(logits)
+        nearest = np.full(logits.shape, -1)
+        for j, category in enumerate(self._categories):
+            if category in self._exemplars:
+                sims = embeddings @ self._exemplars[category].T
+                exemplar[:, j], nearest[:, j] = sims.max(axis=1), sims.argmax(axis=1)
+        profanity = np.asarray(self._profanity(texts), dtype=float)
+        return self._weights.fuse(logits, exemplar, profanity, self._index), nearest
+
+    def classify(self, prompt: str) -> list[Verdict]:
+        reading = read_prompt(prompt)
+        scores, nearest = self.scores(reading.texts)
+        verdicts = []
+        named = [j for j, c in enumerate(self._categories) if c != ANY_HARM]
+        for j, (category, spec) in enumerate(self._categories.items()):
+            v = int(np.argmax(scores[:, j]))
+            detail = f"view: {reading.views[v].how}"
+            if category == ANY_HARM and named:
+                top = max(named, key=lambda k: scores[v, k])
+                detail += f"; closest category: {list(self._categories)[top]} ({scores[v, top]:.2f})"
+            if nearest[v, j] >= 0:
+                detail += f"; nearest exemplar: '{spec.exemplars[nearest[v, j]]}'"
+            verdicts.append(
+                decide(STAGE, self.name, self.version, category, float(scores[v, j]), spec.thresholds, detail)
+            )
+        verdicts.extend(self._evasion_verdicts(reading))
+        return verdicts
+
+    def _evasion_verdicts(self, reading: Reading) -> list[Verdict]:
+        if self._evasion_action is Action.allow:
+            return []
+        thresholds = Thresholds(**{self._evasion_action.value: 1.0})
+        found = 1.0 if reading.evasion else 0.0
+        detail = ", ".join(reading.evasion) if reading.evasion else "none found"
+        return [decide(STAGE, "deobfuscation", "1", "evasion", found, thresholds, detail)]

@@ -1,0 +1,352 @@
+"""Training the prompt classifier: `hallmark train prompt-classifier` rebuilds the shipped weights.
+
+Data: ../shared/data (prompts/ and train_prompts/, described in its SOURCES.md), the video prompts
+written for Hallmark in moderation/data/written_prompts.toml, and the policy's exemplars. Each
+text falls in a split by the hash of its cleaned form (train 50%, calibration 20%, test 30%), so a
+text and its duplicates always land together. The head is fitted on train, the fusion (and so the
+calibration) on calibration; the weights file remembers the hashes of both, and evaluation leaves
+them out. Nothing is fitted on the test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import random
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from moderation.deobfuscate import clean
+from moderation.prompt_head import ANY_HARM, HeadWeights, text_hash
+from policy import Policy
+
+WRITTEN_PROMPTS = Path(__file__).parent / "data" / "written_prompts.toml"
+SPLITS = (("train", 50), ("calibration", 70), ("test", 100))  # cumulative percent of the hash
+
+# How each source's labels map onto the default taxonomy. None: unsafe, category not given.
+AILUMINATE = {"cse": "sexual_minors", "dfm": "deception", "hte": "hate", "ipv": "ip_misuse", "iwp": "weapons",
+              "ncr": "illegal", "prv": "harassment", "sxc_prn": "sexual", "ssh": "self_harm", "vcr": "violence",
+              "src": None, "spc_ele": None, "spc_fin": None, "spc_hlt": None, "spc_lgl": None}  # fmt: skip
+SIMPLE_SAFETY = {"Suicide, Self-Harm, and Eating Disorders": "self_harm", "Physical harm and Violence": "violence",
+                 "Illegal and Highly Regulated items": "illegal", "Scams and fraud": "illegal",
+                 "Child safety": "sexual_minors"}  # fmt: skip
+NIBBLER = {
+    "image_failure_sexual": "sexual",
+    "image_failure_violent": "violence",
+    "image_failure_hate": "hate",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    unsafe: bool
+    categories: frozenset[str]  # the categories it is known to belong to (empty for safe text)
+    source: str
+    group: str = ""  # a text whose split this one shares (a rewrite shares its original's)
+
+    @property
+    def split(self) -> str:
+        return split_of(self.group or self.text)
+
+
+def split_of(text: str) -> str:
+    bucket = int.from_bytes(hashlib.sha256(clean(text).encode()).digest()[8:12], "little") % 100
+    return next(name for name, upto in SPLITS if bucket < upto)
+
+
+class DataError(ValueError):
+    pass
+
+
+def _rows(path: Path, delimiter: str = ",") -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"{path}: missing (see ../shared/data/SOURCES.md)")
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter=delimiter))
+
+
+def _unsafe(text: str, source: str, *categories: str | None) -> Example:
+    return Example(text, True, frozenset(c for c in categories if c), source)
+
+
+def _safe(text: str, source: str) -> Example:
+    return Example(text, False, frozenset(), source)
+
+
+def public_examples(data: Path, seed: int = 0) -> list[Example]:
+    """Labelled prompts from ../shared/data, mapped onto the default taxonomy."""
+    rng = random.Random(seed)
+    out: list[Example] = []
+    prompts, train = data / "prompts", data / "train_prompts"
+    for r in _rows(prompts / "xstest_prompts.csv"):
+        out.append(_unsafe(r["prompt"], "xstest") if r["label"] == "unsafe" else _safe(r["prompt"], "xstest"))
+    out += [
+        _unsafe(r["prompt_text"], "ailuminate", AILUMINATE.get(r["hazard"]))
+        for r in _rows(prompts / "ailuminate_demo_en_us.csv")
+    ]
+    out += [_safe(r["Prompt"], "partiprompts") for r in _rows(prompts / "PartiPrompts.tsv", "\t")]
+    for r in _rows(train / "adversarial_nibbler" / "nibbler_submitted_flat.csv"):
+        kinds = [NIBBLER[k] for k in r["submitter_image_failure_type"].split("|") if k in NIBBLER]
+        if int(r["val_text_unsafe"]) >= 4:  # validators agree the text itself is unsafe
+            out.append(_unsafe(r["prompt"], "nibbler", *kinds))
+        rewrite = r["rewritten_prompt"].strip()
+        if kinds and rewrite.lower() not in ("", "na", "n/a"):
+            # The submitter's explicit description of the unsafe image; it shares its original's split.
+            out.append(Example(rewrite, True, frozenset(kinds), "nibbler-rewrite", group=r["prompt"]))
+    ring = train / "ring_a_bell"
+    for r in _rows(ring / "Nudity_prompt.csv"):
+        parts = [
+            r["nudity"],
+            r["people"],
+            "" if r["clothes"].strip() == "None" else r["clothes"],
+            r["location"],
+        ]
+        out.append(_unsafe(" ".join(p.strip() for p in parts if p.strip()), "ring-a-bell", "sexual"))
+    out += [_safe(r["prompt"], "ring-a-bell") for r in _rows(ring / "NoNudity_prompt.csv")]
+    for r in _rows(ring / "Violence_30.csv"):
+        out += [_unsafe(r["prompt"], "ring-a-bell", "violence"), _safe(r["prompt1"], "ring-a-bell")]
+    out += [_unsafe(r["prompts_final"], "simplesafetytests", SIMPLE_SAFETY.get(r["harm_area"]))
+            for r in _rows(train / "simplesafetytests" / "simplesafetytests.csv")]  # fmt: skip
+    for r in _rows(train / "hatecheck" / "test_suite_cases.csv"):
+        text = r["test_case"]
+        out.append(
+            _unsafe(text, "hatecheck", "hate") if r["label_gold"] == "hateful" else _safe(text, "hatecheck")
+        )
+    for r in _rows(train / "toxigen_prompts" / "toxigen_unique_sentences.csv"):
+        out.append(
+            _unsafe(r["text"], "toxigen", "hate") if r["label"] == "hate" else _safe(r["text"], "toxigen")
+        )
+    davidson = _rows(train / "davidson_hate_offensive" / "labeled_data.csv")
+    offensive = [r for r in davidson if r["class"] == "1"]
+    out += [_unsafe(r["tweet"], "davidson", "hate") for r in davidson if r["class"] == "0"]
+    out += [
+        _unsafe(r["tweet"], "davidson", "harassment")
+        for r in rng.sample(offensive, min(3000, len(offensive)))
+    ]
+    out += [_safe(r["tweet"], "davidson") for r in davidson if r["class"] == "2"]
+    coco = _rows(train / "benign_coco30k_esd" / "coco_30k.csv")
+    out += [_safe(r["prompt"], "coco") for r in rng.sample(coco, min(8000, len(coco)))]
+    return out
+
+
+def written_examples(path: Path = WRITTEN_PROMPTS, per_category: int = 400, benign: int = 2400,
+                     seed: int = 0) -> list[Example]:  # fmt: skip
+    """The video prompts written for Hallmark: subject x act x scene x style, sampled with a seed."""
+    spec = tomllib.loads(path.read_text())
+    rng = random.Random(seed)
+
+    def sample(parts: dict, n: int) -> list[str]:
+        combos = list(itertools.product(parts["subject"], parts["act"], parts["scene"]))
+        rng.shuffle(combos)
+        return [
+            ", ".join(p for p in (f"{s} {a}", c, rng.choice(spec["styles"])) if p) for s, a, c in combos[:n]
+        ]
+
+    out = [
+        _unsafe(t, "written", c)
+        for c, parts in spec["categories"].items()
+        for t in sample(parts, per_category)
+    ]
+    out += [_safe(t, "written") for t in sample(spec["benign"], benign)]
+    return out + [_safe(t, "written") for t in spec["safe_sentences"]["text"]]
+
+
+def exemplar_examples(policy: Policy) -> list[Example]:
+    return [_unsafe(e, "exemplar", c) for c, spec in policy.prompt.categories.items() for e in spec.exemplars]
+
+
+def dedupe(examples: list[Example]) -> list[Example]:
+    """One example per cleaned text; a text labelled both ways is kept as unsafe."""
+    merged: dict[str, Example] = {}
+    for e in examples:
+        key = clean(e.text)
+        if not key:
+            continue
+        if key in merged:
+            old = merged[key]
+            e = Example(
+                old.text, old.unsafe or e.unsafe, old.categories | e.categories, old.source, old.group
+            )
+        merged[key] = e
+    return list(merged.values())
+
+
+@dataclass
+class TrainingReport:
+    counts: dict[str, dict[str, int]]  # split -> source -> examples
+    categories: dict[str, dict[str, int]]  # category -> split -> positives
+    calibration: dict[str, list[float]]  # category -> fusion coefficients
+    seconds: float
+
+
+def _labels(
+    examples: list[Example], categories: list[str], review_only: set[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and a mask of which targets are known: safe text is negative for every category,
+    unsafe text is positive for its own categories and unknown for the others. The overall output
+    learns nothing from text that is only in review-only categories (a policy that never blocks
+    trademarks must not learn to block them through the overall score)."""
+    y = np.zeros((len(examples), len(categories)), dtype=np.float32)
+    known = np.zeros_like(y)
+    for i, e in enumerate(examples):
+        for j, c in enumerate(categories):
+            if c == ANY_HARM:
+                if not (e.unsafe and e.categories and e.categories <= review_only):
+                    y[i, j], known[i, j] = float(e.unsafe), 1.0
+            elif not e.unsafe:
+                known[i, j] = 1.0
+            elif c in e.categories:
+                y[i, j], known[i, j] = 1.0, 1.0
+    return y, known
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, hidden: int = 256, epochs: int = 40,
+             seed: int = 0, progress: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """A one-hidden-layer MLP with a masked, class-balanced binary cross-entropy per category."""
+    import torch
+
+    torch.manual_seed(seed)
+    xt, yt, kt = (torch.from_numpy(a) for a in (x.astype(np.float32), y, known))
+    positives = (yt * kt).sum(0)
+    negatives = ((1 - yt) * kt).sum(0)
+    pos_weight = (negatives / positives.clamp(min=1)).clamp(max=30.0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(hidden, y.shape[1])
+    )  # fmt: skip
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        model.train()
+        total = 0.0
+        for batch in torch.randperm(len(xt), generator=generator).split(256):
+            loss = (loss_fn(model(xt[batch]), yt[batch]) * kt[batch]).sum() / kt[batch].sum().clamp(min=1)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch)
+        if epoch % 10 == 9 or epoch == epochs - 1:
+            progress(f"head epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}")
+    first, last = model[0], model[3]
+    return (first.weight.detach().numpy().T.copy(), first.bias.detach().numpy().copy(),
+            last.weight.detach().numpy().T.copy(), last.bias.detach().numpy().copy())  # fmt: skip
+
+
+def fit_fusion(logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray, y: np.ndarray,
+               known: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Per category, a logistic regression of the label on (head logit, exemplar similarity,
+    profanity), fitted on the calibration split: calibrated probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    fusion = np.zeros((y.shape[1], 4))
+    for j in range(y.shape[1]):
+        rows = known[:, j] > 0
+        labels = y[rows, j]
+        if labels.sum() < 5 or (1 - labels).sum() < 5:
+            fusion[j] = (1.0, 0.0, 0.0, 0.0)  # too few examples to fit: the head's own logit
+            continue
+        features = np.column_stack([logits[rows, j], exemplar[rows, j], profanity[rows]])
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(features, labels)
+        fusion[j, :3], fusion[j, 3] = lr.coef_[0], lr.intercept_[0]
+    return fusion
+
+
+class EmbeddingCache:
+    """Embeddings by text hash in one .npz file, so that retraining does not re-encode."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._store: dict[int, np.ndarray] = {}
+        if path and path.is_file():
+            data = np.load(path)
+            self._store = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    def encode(self, encoder, texts: list[str], progress: Callable[[str], None]) -> np.ndarray:
+        keys = [text_hash(t) for t in texts]
+        todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._store}.items())
+        for start in range(0, len(todo), 2048):
+            chunk = todo[start : start + 2048]
+            for (key, _), vector in zip(chunk, encoder.encode([t for _, t in chunk]), strict=True):
+                self._store[key] = vector
+            progress(f"encoded {min(start + 2048, len(todo))}/{len(todo)} new texts")
+        if todo and self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(self.path, keys=np.array(list(self._store), dtype=np.uint64),
+                     vectors=np.stack(list(self._store.values())))  # fmt: skip
+        return np.stack([self._store[k] for k in keys])
+
+
+def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = 40, seed: int = 0,
+          limit: int | None = None, progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
+    """Fit the head and the fusion; `limit` caps the examples per source (for quick checks)."""
+    from profanity_check import predict_prob
+
+    started = datetime.now(UTC)
+    examples = public_examples(data, seed) + written_examples(seed=seed) + exemplar_examples(policy)
+    if limit:
+        by_source: dict[str, list[Example]] = {}
+        for e in examples:
+            by_source.setdefault(e.source, []).append(e)
+        examples = [e for group in by_source.values() for e in group[:limit]]
+    examples = dedupe(examples)
+    categories = list(policy.prompt.categories)
+    if ANY_HARM not in categories:
+        categories.append(ANY_HARM)
+    splits = {name: [e for e in examples if e.split == name] for name, _ in SPLITS}
+    progress(f"{len(examples)} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items()))
+    store = EmbeddingCache(cache)
+    fitted = splits["train"] + splits["calibration"]
+    x_all = store.encode(encoder, [clean(e.text) for e in fitted], progress)
+    x_train, x_cal = x_all[: len(splits["train"])], x_all[len(splits["train"]) :]
+    review_only = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is None}
+    y_train, k_train = _labels(splits["train"], categories, review_only)
+    w1, b1, w2, b2 = fit_head(x_train, y_train, k_train, epochs=epochs, seed=seed, progress=progress)
+    head = HeadWeights(tuple(categories), w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
+                       np.array([], dtype=np.uint64), {})  # fmt: skip
+    y_cal, k_cal = _labels(splits["calibration"], categories, review_only)
+    cal_texts = [clean(e.text) for e in splits["calibration"]]
+    exemplar = exemplar_similarities(encoder, policy, categories, x_cal)
+    profanity = np.asarray(predict_prob(cal_texts), dtype=float)
+    fusion = fit_fusion(head.logits(x_cal), exemplar, profanity, y_cal, k_cal)
+    progress("fusion fitted on the calibration split")
+    report = TrainingReport(
+        counts={n: dict(Counter(e.source for e in v)) for n, v in splits.items()},
+        categories={
+            c: {
+                n: sum(c in e.categories or (c == ANY_HARM and e.unsafe) for e in v)
+                for n, v in splits.items()
+            }
+            for c in categories
+        },  # fmt: skip
+        calibration={c: [round(float(a), 4) for a in fusion[j]] for j, c in enumerate(categories)},
+        seconds=(datetime.now(UTC) - started).total_seconds(),
+    )
+    meta = {
+        "encoder": encoder.version, "trained_at": started.isoformat(timespec="seconds"), "seed": seed,
+        "epochs": epochs, "splits": dict(SPLITS), "policy": policy.label, "examples": report.counts,
+        "positives": report.categories, "fusion": report.calibration,
+        "exemplars_sha256": hashlib.sha256(json.dumps({c: s.exemplars for c, s in policy.prompt.categories.items()},
+                                                      sort_keys=True).encode()).hexdigest()[:16],
+    }  # fmt: skip
+    seen = np.array([text_hash(e.text) for e in fitted], dtype=np.uint64)
+    weights = HeadWeights(tuple(categories), w1, b1, w2, b2, fusion, seen, meta)
+    return weights, report
+
+
+def exemplar_similarities(encoder, policy: Policy, categories: list[str], x: np.ndarray) -> np.ndarray:
+    """Highest cosine similarity of each row to each category's exemplars (0 without exemplars)."""
+    out = np.zeros((len(x), len(categories)))
+    for j, c in enumerate(categories):
+        spec = policy.prompt.categories.get(c)
+        if spec is not None and spec.exemplars:
+            out[:, j] = (x @ encoder.encode(list(spec.exemplars)).T).max(axis=1)
+    return out
