@@ -21,6 +21,8 @@ api_keys_app = typer.Typer(
 db_app = typer.Typer(help="The audit database's schema.", no_args_is_help=True)
 certs_app = typer.Typer(help="C2PA signing certificates.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure screening on labelled data.", no_args_is_help=True)
+train_app = typer.Typer(help="Train the screening models that ship with Hallmark.", no_args_is_help=True)
+calibrate_app = typer.Typer(help="Fit screening thresholds to labelled data.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(keys_app, name="watermark-keys")
@@ -28,6 +30,8 @@ app.add_typer(api_keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(certs_app, name="certs")
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
+app.add_typer(calibrate_app, name="calibrate")
 
 console = Console(stderr=True)
 EXIT_BLOCKED, EXIT_ERROR = 3, 4
@@ -537,12 +541,17 @@ def eval_prompts(
         Path | None, typer.Option(help="Policy TOML file (default: the configured one).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    include_seen: Annotated[
+        bool, typer.Option(help="Keep prompts the prompt classifier was trained or calibrated on.")
+    ] = False,
 ) -> None:
     """Run the policy's prompt stage on labelled prompts: precision, recall, false-block rate,
-    AUPRC and latency per file, and the block rate per category."""
+    AUPRC and latency per file, and the block rate per category. Prompts the classifier was fitted
+    on are left out, so the figures are held-out figures."""
     from dataclasses import asdict
 
     from hallmark.compose import build_prompt_classifiers, configure_torch
+    from moderation import PromptModel
     from moderation.evaluate import DatasetError, load_prompts, metrics, score_prompts
     from policy import Policy, PolicyError
 
@@ -554,6 +563,14 @@ def eval_prompts(
         raise _fail(str(exc)) from exc
     configure_torch(settings)
     classifiers = build_prompt_classifiers(settings, loaded)
+    model = next((c for c in classifiers if isinstance(c, PromptModel)), None)
+    if model is not None and not include_seen:
+        for name, prompts in sets.items():
+            kept = [p for p in prompts if not model.weights.has_seen(p.text)]
+            if len(kept) < len(prompts):
+                console.print(f"{name}: left out {len(prompts) - len(kept)} prompts the prompt classifier was "
+                              "fitted on (--include-seen keeps them)")  # fmt: skip
+            sets[name] = kept
 
     def classify(text: str):
         return [v for c in classifiers for v in c.classify(text)]
@@ -566,6 +583,8 @@ def eval_prompts(
             scored = score_prompts(
                 classify, prompts, lambda done, total, t=task: bar.update(t, completed=done)
             )
+        if not prompts:
+            raise _fail(f"{name}: no prompts left to evaluate")
         results[name] = metrics(scored)
     if as_json:
         print(
@@ -591,6 +610,155 @@ def eval_prompts(
         if m.by_category:
             rates = ", ".join(f"{c} {r:.0%}" for c, r in m.by_category.items())
             Console().print(f"{name}: blocked per category: {rates}", highlight=False)
+
+
+@train_app.command("prompt-classifier")
+def train_prompt_classifier(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the weights (.npz).")],
+    data: Annotated[Path, typer.Option(help="The shared data folder (prompts/, train_prompts/).")] = Path(
+        "../shared/data"
+    ),
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy whose categories and exemplars to train (default: shipped).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=500)] = 40,
+    seed: int = 0,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most N examples per source (quick runs).")
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="An .npz file caching text embeddings between runs.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Rebuild the prompt classifier from ../shared/data, the written video prompts and the
+    policy's exemplars. `--output moderation/weights/prompt_head.npz` rebuilds the shipped one."""
+    from hallmark.compose import configure_torch
+    from moderation import HeadWeights, MiniLMEncoder
+    from moderation.train import DataError, train
+    from policy import Policy, PolicyError
+
+    if output.exists() and not overwrite:
+        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    settings = _settings()
+    try:
+        loaded = Policy.load(policy)
+    except PolicyError as exc:
+        raise _fail(str(exc)) from exc
+    configure_torch(settings)
+    with console.status("Loading all-MiniLM-L6-v2..."):
+        encoder = MiniLMEncoder(device=settings.device)
+    try:
+        weights, report = train(data, loaded, encoder, cache=cache, epochs=epochs, seed=seed, limit=limit,
+                                progress=lambda message: console.print(message, highlight=False))  # fmt: skip
+    except DataError as exc:
+        raise _fail(str(exc)) from exc
+    weights.save(output)
+    table = Table(title=f"Positives per category (policy {loaded.label})", title_justify="left")
+    for column in ("category", "train", "calibration", "test", "fusion: head, exemplar, profanity, bias"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for category, counts in report.categories.items():
+        table.add_row(category, *(str(counts[s]) for s in ("train", "calibration", "test")),
+                      ", ".join(f"{c:+.2f}" for c in report.calibration[category]))  # fmt: skip
+    Console().print(table)
+    totals = {split: sum(counts.values()) for split, counts in report.counts.items()}
+    Console().print(f"examples: {totals}; trained in {report.seconds:.0f} s")
+    Console().print(
+        f"[green]wrote[/] {output} ({output.stat().st_size // 1024} KiB, {HeadWeights.load(output).version})"
+    )
+
+
+@calibrate_app.command("frames")
+def calibrate_frames(
+    positive: Annotated[Path, typer.Option(help="Folder of images that show the concept.")],
+    negative: Annotated[Path, typer.Option(help="Folder of images that do not.")],
+    concept: Annotated[
+        str,
+        typer.Option(help="A [frames.clip_concepts] name of the policy, or 'nudenet' for NudeNet's labels."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the calibrated policy.")],
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy to start from (default: the configured one).")
+    ] = None,
+    target_fpr: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Largest share of negatives that may be blocked.")
+    ] = 0.01,
+    flag_fpr: Annotated[
+        float | None, typer.Option(min=0.0, max=0.9, help="Largest share of negatives that may be flagged.")
+    ] = 0.05,
+    image_stage: Annotated[
+        bool, typer.Option(help="With nudenet: also set the input-image thresholds ([image.nudity]).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Compute a frame filter's thresholds for target false-positive rates from labelled folders,
+    and write them into a copy of the policy."""
+    from hallmark.compose import configure_torch
+    from moderation import ClipConceptFilter, ClipLoadError, NudityClassifier, NudityDetector
+    from moderation.calibrate import NUDENET, CalibrationError, calibrate, score_folder, write_thresholds
+    from policy import Policy, PolicyError
+
+    if output.exists() and not overwrite:
+        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    settings = _settings(policy=policy)
+    try:
+        loaded = Policy.load(settings.policy)
+    except PolicyError as exc:
+        raise _fail(str(exc)) from exc
+    if concept != NUDENET and concept not in loaded.frames.clip_concepts:
+        raise _fail(f"the policy has no CLIP concept {concept!r} (it has: "
+                    f"{', '.join(loaded.frames.clip_concepts)}; or use 'nudenet')")  # fmt: skip
+    if flag_fpr is not None and flag_fpr < target_fpr:
+        raise _fail(f"--flag-fpr ({flag_fpr}) must be at least --target-fpr ({target_fpr})")
+    configure_torch(settings)
+    try:
+        with console.status("Loading the model..."):
+            if concept == NUDENET:
+                nudity = NudityClassifier(NudityDetector(), loaded.frames.nudity, stage="frames")
+                model = f"{nudity.name} {nudity.version}"
+
+                def score(image):
+                    return nudity.image_score(image)[0]
+            else:
+                clip = ClipConceptFilter({concept: loaded.frames.clip_concepts[concept]},
+                                         model_name=settings.clip_model,
+                                         pretrained=settings.clip_pretrained or None, device=settings.device)  # fmt: skip
+                model = f"{clip.name} {clip.version}"
+
+                def score(image):
+                    return float(clip.frame_scores(image[None])[concept][0])
+
+        scores = {}
+        for name, folder in (("positive", positive), ("negative", negative)):
+            with console.status(f"Scoring {name} images...") as status:
+                scores[name] = score_folder(
+                    folder, score, lambda n, s=status, k=name: s.update(f"Scoring {k} images: {n}")
+                )
+        result = calibrate(concept, model, scores["positive"], scores["negative"], target_fpr, flag_fpr)
+        stages = ["frames", "image"] if concept == NUDENET and image_stage else ["frames"]
+        written = write_thresholds(_policy_path(settings), output, result, stages)
+    except (CalibrationError, ClipLoadError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    table = Table(title=f"{concept} on {model}", title_justify="left")
+    for column in ("threshold", "value", "negatives over it (FPR)", "positives over it (TPR)"):
+        table.add_column(column, justify="left" if column == "threshold" else "right")
+    table.add_row("block", f"{result.block:.6f}", f"{result.block_fpr:.2%} of {result.negatives}",
+                  f"{result.block_tpr:.2%} of {result.positives}")  # fmt: skip
+    if result.flag is not None:
+        table.add_row("flag", f"{result.flag:.6f}", f"{result.flag_fpr:.2%} of {result.negatives}",
+                      f"{result.flag_tpr:.2%} of {result.positives}")  # fmt: skip
+    Console().print(table)
+    if not written.frames.clip_concepts or (concept != NUDENET and not clip.calibrated):
+        console.print("[yellow]warning:[/] CLIP has no pretrained weights (HALLMARK_CLIP_PRETRAINED): these "
+                      "thresholds fit a randomly initialised model and its verdicts stay capped at "
+                      f"{loaded.frames.uncalibrated_max_action.value}")  # fmt: skip
+    Console().print(f"[green]wrote[/] {output} ({written.label})")
+
+
+def _policy_path(settings) -> Path:
+    from policy import default_policy_path
+
+    return Path(settings.policy) if settings.policy else default_policy_path()
 
 
 @policy_app.command("check")

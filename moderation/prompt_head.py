@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from moderation.deobfuscate import Reading, clean, read_prompt
-from moderation.verdict import Verdict, decide
+from moderation.verdict import ANY_HARM, Verdict, decide
 from policy import Action, PromptCategory, Thresholds
 
 STAGE = "prompt"
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "prompt_head.npz"
-ANY_HARM = "harmful"  # the head's overall output: unsafe, whatever the category
 
 
 class HeadError(ValueError):

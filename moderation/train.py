@@ -52,6 +52,7 @@ class Example:
     categories: frozenset[str]  # the categories it is known to belong to (empty for safe text)
     source: str
     group: str = ""  # a text whose split this one shares (a rewrite shares its original's)
+    origin: str = ""  # the source's own label (hazard, XSTest type, harm area), for per-category figures
 
     @property
     def split(self) -> str:
@@ -74,12 +75,12 @@ def _rows(path: Path, delimiter: str = ",") -> list[dict]:
         return list(csv.DictReader(f, delimiter=delimiter))
 
 
-def _unsafe(text: str, source: str, *categories: str | None) -> Example:
-    return Example(text, True, frozenset(c for c in categories if c), source)
+def _unsafe(text: str, source: str, *categories: str | None, origin: str = "") -> Example:
+    return Example(text, True, frozenset(c for c in categories if c), source, origin=origin)
 
 
-def _safe(text: str, source: str) -> Example:
-    return Example(text, False, frozenset(), source)
+def _safe(text: str, source: str, origin: str = "") -> Example:
+    return Example(text, False, frozenset(), source, origin=origin)
 
 
 def public_examples(data: Path, seed: int = 0) -> list[Example]:
@@ -88,16 +89,19 @@ def public_examples(data: Path, seed: int = 0) -> list[Example]:
     out: list[Example] = []
     prompts, train = data / "prompts", data / "train_prompts"
     for r in _rows(prompts / "xstest_prompts.csv"):
-        out.append(_unsafe(r["prompt"], "xstest") if r["label"] == "unsafe" else _safe(r["prompt"], "xstest"))
+        if r["label"] == "unsafe":
+            out.append(_unsafe(r["prompt"], "xstest", origin=r["type"]))
+        else:
+            out.append(_safe(r["prompt"], "xstest", origin=r["type"]))
     out += [
-        _unsafe(r["prompt_text"], "ailuminate", AILUMINATE.get(r["hazard"]))
+        _unsafe(r["prompt_text"], "ailuminate", AILUMINATE.get(r["hazard"]), origin=r["hazard"])
         for r in _rows(prompts / "ailuminate_demo_en_us.csv")
     ]
     out += [_safe(r["Prompt"], "partiprompts") for r in _rows(prompts / "PartiPrompts.tsv", "\t")]
     for r in _rows(train / "adversarial_nibbler" / "nibbler_submitted_flat.csv"):
         kinds = [NIBBLER[k] for k in r["submitter_image_failure_type"].split("|") if k in NIBBLER]
         if int(r["val_text_unsafe"]) >= 4:  # validators agree the text itself is unsafe
-            out.append(_unsafe(r["prompt"], "nibbler", *kinds))
+            out.append(_unsafe(r["prompt"], "nibbler", *kinds, origin="+".join(kinds) or "other"))
         rewrite = r["rewritten_prompt"].strip()
         if kinds and rewrite.lower() not in ("", "na", "n/a"):
             # The submitter's explicit description of the unsafe image; it shares its original's split.
@@ -114,7 +118,7 @@ def public_examples(data: Path, seed: int = 0) -> list[Example]:
     out += [_safe(r["prompt"], "ring-a-bell") for r in _rows(ring / "NoNudity_prompt.csv")]
     for r in _rows(ring / "Violence_30.csv"):
         out += [_unsafe(r["prompt"], "ring-a-bell", "violence"), _safe(r["prompt1"], "ring-a-bell")]
-    out += [_unsafe(r["prompts_final"], "simplesafetytests", SIMPLE_SAFETY.get(r["harm_area"]))
+    out += [_unsafe(r["prompts_final"], "simplesafetytests", SIMPLE_SAFETY.get(r["harm_area"]), origin=r["harm_area"])
             for r in _rows(train / "simplesafetytests" / "simplesafetytests.csv")]  # fmt: skip
     for r in _rows(train / "hatecheck" / "test_suite_cases.csv"):
         text = r["test_case"]
@@ -157,7 +161,21 @@ def written_examples(path: Path = WRITTEN_PROMPTS, per_category: int = 400, beni
         for t in sample(parts, per_category)
     ]
     out += [_safe(t, "written") for t in sample(spec["benign"], benign)]
-    return out + [_safe(t, "written") for t in spec["safe_sentences"]["text"]]
+    out += [_safe(t, "written") for t in spec["safe_sentences"]["text"]]
+    questions = spec["questions"]
+    for verb, objects in questions["safe"].items():
+        for o in objects:
+            out += [_safe(f"{frame} {verb} {o}", "written") for frame in rng.sample(questions["frames"], 3)]
+    for verb, objects in questions["unsafe"].items():
+        category = questions["unsafe_categories"][verb]
+        for o in objects:
+            # "hang myself", "hurt myself": self-harm, whatever the verb's usual category
+            labels = "self_harm" if "myself" in o else category
+            out += [
+                _unsafe(f"{frame} {verb} {o}", "written", labels)
+                for frame in rng.sample(questions["frames"], 3)
+            ]
+    return out
 
 
 def exemplar_examples(policy: Policy) -> list[Example]:
@@ -174,7 +192,12 @@ def dedupe(examples: list[Example]) -> list[Example]:
         if key in merged:
             old = merged[key]
             e = Example(
-                old.text, old.unsafe or e.unsafe, old.categories | e.categories, old.source, old.group
+                old.text,
+                old.unsafe or e.unsafe,
+                old.categories | e.categories,
+                old.source,
+                old.group,
+                old.origin,
             )
         merged[key] = e
     return list(merged.values())

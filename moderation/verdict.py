@@ -9,6 +9,8 @@ from typing import Any
 
 from policy import Action, Thresholds
 
+ANY_HARM = "harmful"  # the prompt classifier's overall output: unsafe, whatever the category
+
 
 @dataclass(frozen=True)
 class FrameScores:
@@ -74,6 +76,7 @@ def strongest(verdicts: Iterable[Verdict]) -> Action:
 
 
 def first_blocking(verdicts: Iterable[Verdict]) -> Verdict | None:
-    """The blocking verdict with the highest score, if any."""
+    """The blocking verdict with the highest score, if any; a named category before the
+    classifier's catch-all one, which says less about why."""
     blocking = [v for v in verdicts if v.action is Action.block]
-    return max(blocking, key=lambda v: v.score, default=None)
+    return max(blocking, key=lambda v: (v.category != ANY_HARM, v.score), default=None)
