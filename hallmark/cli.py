@@ -562,7 +562,10 @@ def eval_prompts(
     except (DatasetError, PolicyError) as exc:
         raise _fail(str(exc)) from exc
     configure_torch(settings)
-    classifiers = build_prompt_classifiers(settings, loaded)
+    try:
+        classifiers = build_prompt_classifiers(settings, loaded)
+    except (ValueError, RuntimeError) as exc:  # weights that do not fit the policy, an unloadable model
+        raise _fail(str(exc)) from exc
     model = next((c for c in classifiers if isinstance(c, PromptModel)), None)
     if model is not None and not include_seen:
         for name, prompts in sets.items():

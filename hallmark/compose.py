@@ -25,6 +25,7 @@ from moderation import (
     ProfanityClassifier,
     PromptModel,
     SemanticClassifier,
+    TransformersTextClassifier,
 )
 from policy import Policy
 from provenance import (
@@ -160,6 +161,8 @@ def build_prompt_classifiers(settings: Settings, policy: Policy) -> list:
         classifiers.append(ProfanityClassifier(prompt.profanity))
     if prompt.semantic:
         classifiers.append(SemanticClassifier(encoder, prompt.semantic))
+    if prompt.external is not None:
+        classifiers.append(TransformersTextClassifier(prompt.external, device=settings.device))
     return classifiers
 
 

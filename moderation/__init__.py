@@ -1,6 +1,7 @@
 """Screening: classifiers that turn prompts, images and frames into explainable Verdicts."""
 
 from moderation.clip_filter import ClipConceptFilter, ClipLoadError
+from moderation.external import ExternalModelError, TransformersTextClassifier
 from moderation.image import NudityClassifier, NudityDetector
 from moderation.language import LanguageClassifier
 from moderation.prompt_head import HeadError, HeadWeights, PromptModel
@@ -17,6 +18,7 @@ __all__ = [
     "BlocklistClassifier",
     "ClipConceptFilter",
     "ClipLoadError",
+    "ExternalModelError",
     "HeadError",
     "HeadWeights",
     "LanguageClassifier",
@@ -26,6 +28,7 @@ __all__ = [
     "ProfanityClassifier",
     "PromptModel",
     "SemanticClassifier",
+    "TransformersTextClassifier",
     "Verdict",
     "decide",
     "first_blocking",

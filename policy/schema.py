@@ -104,6 +104,18 @@ class PromptModelRule(_Strict):
     language_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
 
 
+class ExternalTextModel(_Strict):
+    """A transformers sequence-classification model as an extra prompt signal (a hub id or a local
+    directory), and how its labels map onto the policy's categories."""
+
+    model: str = Field(min_length=1)
+    revision: str | None = None
+    labels: dict[str, str] = Field(min_length=1)  # the model's label -> a category name
+    thresholds: Thresholds
+    # Until its thresholds are measured on your data (`hallmark eval prompts`), it may only flag.
+    max_action: Action = Action.flag
+
+
 class BlocklistRule(_Strict):
     """Terms matched as whole words after normalising case, confusables and leetspeak."""
 
@@ -120,6 +132,7 @@ class PromptPolicy(_Strict):
     # the fused classifier (the default policy fuses both into `categories`).
     profanity: ProfanityRule | None = None
     semantic: dict[str, SemanticCategory] = Field(default_factory=dict)
+    external: ExternalTextModel | None = None
 
     @model_validator(mode="after")
     def _classifier_has_categories(self) -> PromptPolicy:

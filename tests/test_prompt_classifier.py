@@ -167,3 +167,53 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
                              str(shared_data), "--output", str(tmp_path / "a.npz")],
                             capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert exists.returncode == 1 and "exists" in exists.stderr
+
+
+def _tiny_classifier(folder, labels=("safe", "unsafe")):
+    """A real, randomly initialised BERT sequence classifier and its WordPiece vocabulary, saved
+    the way a fine-tuned checkpoint is."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder.mkdir()
+    words = "a the man woman cat dog knife blood naked beach park video of on in with".split()
+    (folder / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
+    )
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, num_labels=len(labels),
+                        id2label=dict(enumerate(labels)), label2id={k: i for i, k in enumerate(labels)})  # fmt: skip
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def test_an_extra_transformers_model_adds_verdicts_under_the_policys_mapping(tmp_path):
+    from hallmark.compose import build_prompt_classifiers
+    from hallmark.settings import Settings
+    from moderation import ExternalModelError, TransformersTextClassifier
+    from policy import ExternalTextModel
+
+    folder = _tiny_classifier(tmp_path / "my-safety-model")
+    rule = ExternalTextModel(
+        model=str(folder), labels={"unsafe": "violence"}, thresholds=Thresholds(flag=0.0, block=0.0)
+    )
+    classifier = TransformersTextClassifier(rule)
+    (verdict,) = classifier.classify("a man with a knife and blood on the beach")
+    assert verdict.classifier == "my-safety-model" and verdict.category == "violence"
+    assert 0.0 < verdict.score < 1.0 and "label 'unsafe'" in verdict.detail
+    assert verdict.action is Action.flag and not verdict.calibrated  # may only flag until trusted
+    probs = classifier.probabilities(["a cat in the park", "a dog"])
+    assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1.0)  # softmax over its two labels
+    trusted = TransformersTextClassifier(rule.model_copy(update={"max_action": Action.block}))
+    assert trusted.classify("a man with a knife")[0].action is Action.block
+
+    raw = Policy.load().model_dump(exclude={"version", "source"})
+    policy = Policy.model_validate({**raw, "prompt": {**raw["prompt"], "external": rule.model_dump()}})
+    stage = build_prompt_classifiers(Settings(data_dir=tmp_path / "d"), policy)
+    assert any(isinstance(c, TransformersTextClassifier) for c in stage)
+    with pytest.raises(ExternalModelError, match="has no labels \\['toxic'\\]"):
+        TransformersTextClassifier(rule.model_copy(update={"labels": {"toxic": "harassment"}}))
+    with pytest.raises(ExternalModelError, match="cannot load the prompt model"):
+        TransformersTextClassifier(rule.model_copy(update={"model": str(tmp_path / "nothing-here")}))
