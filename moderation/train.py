@@ -175,7 +175,19 @@ def written_examples(path: Path = WRITTEN_PROMPTS, per_category: int = 400, beni
                 _unsafe(f"{frame} {verb} {o}", "written", labels)
                 for frame in rng.sample(questions["frames"], 3)
             ]
-    return out
+    return out + _context_examples(spec["contexts"], rng)
+
+
+def _context_examples(spec: dict, rng: random.Random) -> list[Example]:
+    """Fiction, games, definitions and history (safe), the same acts asked for real, and self-harm."""
+    out = []
+    for act in spec["acts"]:
+        for frame in spec["safe_frames"]:
+            out.append(_safe(frame.format(act=act, game=rng.choice(spec["games"])), "written"))
+    out += [_safe(t, "written") for t in spec["definitions"] + spec["history"] + spec["self_harm_safe"]]
+    for act in spec["unsafe_acts"]:
+        out += [_unsafe(frame.format(act=act), "written", "violence") for frame in spec["unsafe_real"]]
+    return out + [_unsafe(t, "written", "self_harm") for t in spec["self_harm"]]
 
 
 def exemplar_examples(policy: Policy) -> list[Example]:
