@@ -77,8 +77,14 @@ def main() -> None:
     model = next(c for c in classifiers if isinstance(c, PromptModel))
     blocking = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is not None}
 
+    model_top: dict[str, float] = {}  # the classifier's highest blocking-category score, per prompt
+
     def classify(text: str):
-        return [v for c in classifiers for v in c.classify(text)]
+        verdicts = [v for c in classifiers for v in c.classify(text)]
+        model_top[text] = max(
+            v.score for v in verdicts if v.classifier == model.name and v.category in blocking
+        )
+        return verdicts
 
     by_source = defaultdict(list)
     for e in dedupe(public_examples(DATA)):
@@ -109,8 +115,7 @@ def main() -> None:
     print(f"\n| block threshold | unsafe recall ({', '.join(RECALL_SOURCES)}) | false blocks PartiPrompts "
           "| false blocks COCO | false blocks XSTest safe |")  # fmt: skip
     print("| ---: | ---: | ---: | ---: | ---: |")
-    top = {s: [model_score(model, p.prompt.text, blocking) for p in scored]
-           for s, scored in scored_by_source.items() if s in RECALL_SOURCES + ("partiprompts", "coco")}  # fmt: skip
+    top = {s: [model_top[p.prompt.text] for p in scored] for s, scored in scored_by_source.items()}
     for t in THRESHOLDS:
         unsafe = [x >= t for s in RECALL_SOURCES for p, x in zip(scored_by_source[s], top[s], strict=True)
                   if p.prompt.unsafe]  # fmt: skip
@@ -142,10 +147,6 @@ def main() -> None:
             any(v.category == "evasion" and v.action is not Action.allow for v in vs) for vs in verdicts
         )
         print(f"| {how} | {blocked / len(sample):.1%} | {flagged / len(sample):.1%} |", flush=True)
-
-
-def model_score(model, text: str, blocking: set[str]) -> float:
-    return max(v.score for v in model.classify(text) if v.category in blocking)
 
 
 def _pct(value: float | None) -> str:

@@ -751,7 +751,7 @@ def calibrate_frames(
         table.add_row("flag", f"{result.flag:.6f}", f"{result.flag_fpr:.2%} of {result.negatives}",
                       f"{result.flag_tpr:.2%} of {result.positives}")  # fmt: skip
     Console().print(table)
-    if not written.frames.clip_concepts or (concept != NUDENET and not clip.calibrated):
+    if concept != NUDENET and not clip.calibrated:
         console.print("[yellow]warning:[/] CLIP has no pretrained weights (HALLMARK_CLIP_PRETRAINED): these "
                       "thresholds fit a randomly initialised model and its verdicts stay capped at "
                       f"{loaded.frames.uncalibrated_max_action.value}")  # fmt: skip

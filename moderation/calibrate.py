@@ -28,14 +28,14 @@ class CalibrationError(ValueError):
     pass
 
 
-def iter_images(folder: Path) -> Iterator[tuple[Path, np.ndarray]]:
+def iter_images(folder: Path) -> Iterator[np.ndarray]:
     """Every image under `folder` (recursively), as RGB uint8; unreadable files are an error."""
     if not folder.is_dir():
         raise CalibrationError(f"{folder}: not a directory")
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         try:
             with Image.open(path) as image:
-                yield path, np.array(image.convert("RGB"))
+                yield np.array(image.convert("RGB"))
         except (UnidentifiedImageError, OSError) as exc:
             raise CalibrationError(f"{path}: not a readable image: {exc}") from exc
 
@@ -138,10 +138,9 @@ def _table(document, stage: str, concept: str):
 def score_folder(folder: Path, score: Callable[[np.ndarray], float],
                  progress: Callable[[int], None] = lambda _: None) -> np.ndarray:  # fmt: skip
     scores = []
-    for path, image in iter_images(folder):
+    for image in iter_images(folder):
         scores.append(score(image))
         progress(len(scores))
-        del path
     if not scores:
         raise CalibrationError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return np.array(scores)

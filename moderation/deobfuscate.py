@@ -136,11 +136,12 @@ def _decoded(text: str) -> list[View]:
 
 def read_prompt(prompt: str, max_views: int = 12) -> Reading:
     """The views of `prompt` to score, and the evasion techniques found in it."""
-    raw = unicodedata.normalize("NFKC", prompt).translate(_INVISIBLE)
+    compatible = unicodedata.normalize("NFKC", prompt)
+    raw = compatible.translate(_INVISIBLE)
     base = clean(prompt)
     views = [View(base, "as written")]
     evasion = []
-    if raw != unicodedata.normalize("NFKC", prompt) or base != clean(raw):
+    if raw != compatible:
         evasion.append("invisible characters")
     if _LEET_WORD.search(base):
         views.append(View(fold_leetspeak(base), "leetspeak folded"))

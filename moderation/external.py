@@ -10,7 +10,7 @@ import numpy as np
 
 from moderation.deobfuscate import read_prompt
 from moderation.verdict import Verdict, decide
-from policy import ExternalTextModel
+from policy import Action, ExternalTextModel
 
 STAGE = "prompt"
 
@@ -74,7 +74,7 @@ class TransformersTextClassifier:
                     float(column[view]),
                     self._rule.thresholds,
                     detail=f"label '{label}'; view: {reading.views[view].how}",
-                    calibrated=self._rule.max_action.rank == 2,
+                    calibrated=self._rule.max_action is Action.block,
                     max_action=self._rule.max_action,
                 )  # fmt: skip
             )

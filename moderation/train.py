@@ -18,7 +18,7 @@ import random
 import tomllib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -373,8 +373,7 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
                                                       sort_keys=True).encode()).hexdigest()[:16],
     }  # fmt: skip
     seen = np.array([text_hash(e.text) for e in fitted], dtype=np.uint64)
-    weights = HeadWeights(tuple(categories), w1, b1, w2, b2, fusion, seen, meta)
-    return weights, report
+    return replace(head, fusion=fusion, seen=seen, meta=meta), report
 
 
 def exemplar_similarities(encoder, policy: Policy, categories: list[str], x: np.ndarray) -> np.ndarray:
