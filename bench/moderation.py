@@ -2,7 +2,7 @@
 policy's whole prompt stage on the test split of every labelled source in ../shared/data, per
 source and per the source's own categories; recall under obfuscation; and operating points.
 
-    python bench/moderation.py [--policy FILE] [--limit N]
+    python bench/moderation.py [--policy FILE] [--limit N] [--split calibration]
 
 The test split is the 30% of each source whose cleaned-text hash falls there (moderation/train.py);
 prompts the shipped classifier was fitted on (train and calibration splits, and any duplicate of
@@ -10,6 +10,10 @@ them) are left out by their hashes. Benign video prompts are PartiPrompts and CO
 XSTest's safe prompts measure over-blocking. Latency is per prompt on this machine's CPU, torch
 on 2 threads, every classifier of the prompt stage (blocklist, the fused classifier on up to 12
 de-obfuscated views, language identification).
+
+`--split calibration` prints the same tables on the calibration split, the 20% the fusion was
+fitted on and the default thresholds were chosen on (its prompts are all "seen", so none is left
+out); it is how the default policy's operating point was picked, never on the test split.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None, help="at most N prompts per source")
+    parser.add_argument("--split", choices=("test", "calibration"), default="test")
     args = parser.parse_args()
     if not (DATA / "prompts").is_dir():
         sys.exit(f"skipped: {DATA / 'prompts'} not found")
@@ -88,12 +93,14 @@ def main() -> None:
 
     by_source = defaultdict(list)
     for e in dedupe(public_examples(DATA)):
-        if e.split == "test" and not model.weights.has_seen(e.text) and e.source in SOURCES:
+        held_out = args.split == "calibration" or not model.weights.has_seen(e.text)
+        if e.split == args.split and held_out and e.source in SOURCES:
             by_source[e.source].append(LabeledPrompt(e.text, e.unsafe, e.origin or None))
     print(
         f"policy {policy.label}; prompt classifier {model.version}; {os.cpu_count()} cores, torch on 2 threads"
     )
-    print("held-out test split of each source; every prompt through the whole prompt stage\n")
+    print(f"{'held-out ' if args.split == 'test' else ''}{args.split} split of each source; every prompt through "
+          "the whole prompt stage\n")  # fmt: skip
     print("| source | prompts | unsafe | blocked | precision | recall | false-block rate | flagged | AUPRC "
           "| p50 ms | p95 ms |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -132,6 +139,8 @@ def main() -> None:
             f"| {t:.2f} | {_pct(sum(unsafe) / len(unsafe))} | {fbr('partiprompts')} | {fbr('coco')} | {fbr('xstest')} |"
         )
 
+    if args.split != "test":
+        return
     # Obfuscation: held-out unsafe prompts that are blocked as written, hidden each way.
     rng = random.Random(0)
     caught = [p.prompt.text for s in ("nibbler", "ailuminate") for p in scored_by_source[s] if p.blocked]

@@ -90,6 +90,29 @@ class MiniLMEncoder:
         """Unit-norm embeddings, one row per text."""
         return np.asarray(self._model.encode(texts, normalize_embeddings=True, batch_size=64))
 
+    def layer_pools(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Mean-pooled hidden states of every layer, (texts, layers + 1, dim); row 0 is the token
+        embeddings, the last row normalised is `encode`'s embedding. The prompt head reads several
+        layers: the middle ones keep the wording ("a Python process") that the last one smooths over."""
+        import torch
+
+        model = self._model[0].auto_model
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), model.config.num_hidden_layers + 1, model.config.hidden_size), np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                features = self._model.preprocess([texts[i] for i in rows])
+                features = {
+                    k: features[k].to(self._model.device)
+                    for k in ("input_ids", "token_type_ids", "attention_mask")
+                }
+                hidden = model(**features, output_hidden_states=True).hidden_states
+                mask = features["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
+                pooled = torch.stack([(h * mask).sum(1) / mask.sum(1) for h in hidden], dim=1)
+                out[rows] = pooled.float().cpu().numpy()
+        return out
+
 
 class SemanticClassifier:
     """Highest cosine similarity of the prompt to each category's exemplar phrases."""

@@ -30,6 +30,11 @@ from policy import Policy
 
 WRITTEN_PROMPTS = Path(__file__).parent / "data" / "written_prompts.toml"
 SPLITS = (("train", 50), ("calibration", 70), ("test", 100))  # cumulative percent of the hash
+HEAD_LAYERS = (1, 2, 3, 4, 5, 6)  # the MiniLM hidden states the head reads (see moderation/prompt_head.py)
+# Sources weighted up in the head's loss. XSTest and the written questions, games, fiction and
+# definitions are the only text that teaches asking *about* harm apart from asking *for* it, and they
+# are a few hundred examples beside thousands of tweets and captions.
+SOURCE_WEIGHTS = {"xstest": 5.0, "written": 2.0}
 
 # How each source's labels map onto the default taxonomy. None: unsafe, category not given.
 AILUMINATE = {"cse": "sexual_minors", "dfm": "deception", "hte": "hate", "ipv": "ip_misuse", "iwp": "weapons",
@@ -244,15 +249,19 @@ def _labels(
     return y, known
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, hidden: int = 256, epochs: int = 40,
-             seed: int = 0, progress: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, ...]:  # fmt: skip
-    """A one-hidden-layer MLP with a masked, class-balanced binary cross-entropy per category."""
+def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarray | None = None, hidden: int = 256,
+             epochs: int = 40, seed: int = 0, progress: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """A one-hidden-layer MLP with a masked, class-balanced binary cross-entropy per category;
+    `weights` (one per row) count some examples more."""
     import torch
 
     torch.manual_seed(seed)
+    weights = np.ones(len(x), dtype=np.float32) if weights is None else weights.astype(np.float32)
+    # Each target's weight: the row's weight where the target is known, 0 where it is not.
+    known = known * weights[:, None]
     xt, yt, kt = (torch.from_numpy(a) for a in (x.astype(np.float32), y, known))
-    positives = (yt * kt).sum(0)
-    negatives = ((1 - yt) * kt).sum(0)
+    positives = (yt * (kt > 0)).sum(0)
+    negatives = ((1 - yt) * (kt > 0)).sum(0)
     pos_weight = (negatives / positives.clamp(min=1)).clamp(max=30.0)
     model = torch.nn.Sequential(
         torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(hidden, y.shape[1])
@@ -296,7 +305,8 @@ def fit_fusion(logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray, 
 
 
 class EmbeddingCache:
-    """Embeddings by text hash in one .npz file, so that retraining does not re-encode."""
+    """Every layer's pooled hidden states (`MiniLMEncoder.layer_pools`, float16) by text hash in one
+    .npz file, so that retraining does not re-encode."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -310,14 +320,14 @@ class EmbeddingCache:
         todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._store}.items())
         for start in range(0, len(todo), 2048):
             chunk = todo[start : start + 2048]
-            for (key, _), vector in zip(chunk, encoder.encode([t for _, t in chunk]), strict=True):
-                self._store[key] = vector
+            for (key, _), pools in zip(chunk, encoder.layer_pools([t for _, t in chunk]), strict=True):
+                self._store[key] = pools.astype(np.float16)
             progress(f"encoded {min(start + 2048, len(todo))}/{len(todo)} new texts")
         if todo and self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(self.path, keys=np.array(list(self._store), dtype=np.uint64),
                      vectors=np.stack(list(self._store.values())))  # fmt: skip
-        return np.stack([self._store[k] for k in keys])
+        return np.stack([self._store[k] for k in keys]).astype(np.float32)
 
 
 def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = 40, seed: int = 0,
@@ -340,16 +350,26 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     progress(f"{len(examples)} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items()))
     store = EmbeddingCache(cache)
     fitted = splits["train"] + splits["calibration"]
-    x_all = store.encode(encoder, [clean(e.text) for e in fitted], progress)
+    pools = store.encode(encoder, [clean(e.text) for e in fitted], progress)
+    blank = np.zeros((0, 0))
+    head = HeadWeights(
+        tuple(categories), HEAD_LAYERS, blank, blank, blank, blank, blank, np.array([], np.uint64), {}
+    )
+    x_all = head.features(pools)
     x_train, x_cal = x_all[: len(splits["train"])], x_all[len(splits["train"]) :]
     review_only = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is None}
     y_train, k_train = _labels(splits["train"], categories, review_only)
-    w1, b1, w2, b2 = fit_head(x_train, y_train, k_train, epochs=epochs, seed=seed, progress=progress)
-    head = HeadWeights(tuple(categories), w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
-                       np.array([], dtype=np.uint64), {})  # fmt: skip
+    source_weights = np.array([SOURCE_WEIGHTS.get(e.source, 1.0) for e in splits["train"]])
+    w1, b1, w2, b2 = fit_head(
+        x_train, y_train, k_train, source_weights, epochs=epochs, seed=seed, progress=progress
+    )
+    head = replace(head, w1=w1, b1=b1, w2=w2, b2=b2, fusion=np.tile([1.0, 0, 0, 0], (len(categories), 1)))
     y_cal, k_cal = _labels(splits["calibration"], categories, review_only)
     cal_texts = [clean(e.text) for e in splits["calibration"]]
-    exemplar = exemplar_similarities(encoder, policy, categories, x_cal)
+    last = pools[len(splits["train"]) :, -1]
+    exemplar = exemplar_similarities(
+        encoder, policy, categories, last / np.linalg.norm(last, axis=1, keepdims=True)
+    )
     profanity = np.asarray(predict_prob(cal_texts), dtype=float)
     fusion = fit_fusion(head.logits(x_cal), exemplar, profanity, y_cal, k_cal)
     progress("fusion fitted on the calibration split")
@@ -367,7 +387,7 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     )
     meta = {
         "encoder": encoder.version, "trained_at": started.isoformat(timespec="seconds"), "seed": seed,
-        "epochs": epochs, "splits": dict(SPLITS), "policy": policy.label, "examples": report.counts,
+        "epochs": epochs, "layers": list(HEAD_LAYERS), "source_weights": SOURCE_WEIGHTS, "splits": dict(SPLITS), "policy": policy.label, "examples": report.counts,
         "positives": report.categories, "fusion": report.calibration,
         "exemplars_sha256": hashlib.sha256(json.dumps({c: s.exemplars for c, s in policy.prompt.categories.items()},
                                                       sort_keys=True).encode()).hexdigest()[:16],

@@ -31,7 +31,7 @@ def test_invalid_field_error_names_file_field_and_problem(tmp_path):
     bad.write_bytes(
         default_policy_path()
         .read_bytes()
-        .replace(b"thresholds = { flag = 0.4, block = 0.6 }", b"thresholds = { flag = 0.99, block = 0.5 }", 1)
+        .replace(b"thresholds = { flag = 0.4, block = 0.7 }", b"thresholds = { flag = 0.99, block = 0.5 }", 1)
     )
     with pytest.raises(PolicyError) as err:
         Policy.load(bad)
