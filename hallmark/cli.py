@@ -630,7 +630,8 @@ def train_prompt_classifier(
         int | None, typer.Option(min=1, help="At most N examples per source (quick runs).")
     ] = None,
     cache: Annotated[
-        Path | None, typer.Option(help="An .npz file caching the encoder's pooled layers (float16) between runs.")
+        Path | None,
+        typer.Option(help="An .npz file caching the encoder's pooled layers (float16) between runs."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
