@@ -42,6 +42,18 @@ def text_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(clean(text).encode()).digest()[:8], "little")
 
 
+def layer_features(pools: np.ndarray, layers: tuple[int, ...]) -> np.ndarray:
+    """The head's input from `MiniLMEncoder.layer_pools`: the chosen layers, each unit-norm, side by side."""
+    chosen = pools[:, list(layers)]
+    chosen = chosen / np.maximum(np.linalg.norm(chosen, axis=-1, keepdims=True), 1e-12)
+    return chosen.reshape(len(pools), -1)
+
+
+def sentence_embeddings(pools: np.ndarray) -> np.ndarray:
+    """The last layer's pool, unit-norm: the sentence embedding `MiniLMEncoder.encode` returns."""
+    return layer_features(pools, (-1,))
+
+
 @dataclass(frozen=True)
 class HeadWeights:
     categories: tuple[str, ...]
@@ -54,12 +66,6 @@ class HeadWeights:
     seen: np.ndarray  # uint64 hashes of the training and calibration texts
     meta: dict  # encoder, data, metrics: what the model card reports
     version: str = ""
-
-    def features(self, pools: np.ndarray) -> np.ndarray:
-        """The head's input from `MiniLMEncoder.layer_pools`: the chosen layers, each unit-norm, side by side."""
-        chosen = pools[:, list(self.layers)]
-        chosen = chosen / np.maximum(np.linalg.norm(chosen, axis=-1, keepdims=True), 1e-12)
-        return chosen.reshape(len(pools), -1)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         # In torch, on the encoder's threads: at this width numpy's BLAS starts a thread pool of its
@@ -156,8 +162,8 @@ class PromptModel:
     def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated scores (texts, policy categories), and the index of each category's nearest exemplar."""
         pools = self._encoder.layer_pools(texts)
-        embeddings = pools[:, -1] / np.linalg.norm(pools[:, -1], axis=1, keepdims=True)
-        logits = self._weights.logits(self._weights.features(pools))[:, self._index]
+        embeddings = sentence_embeddings(pools)
+        logits = self._weights.logits(layer_features(pools, self._weights.layers))[:, self._index]
         exemplar = np.zeros_like(logits)
         nearest = np.full(logits.shape, -1)
         for j, category in enumerate(self._categories):

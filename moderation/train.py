@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from moderation.deobfuscate import clean
-from moderation.prompt_head import ANY_HARM, HeadWeights, text_hash
+from moderation.prompt_head import ANY_HARM, HeadWeights, layer_features, sentence_embeddings, text_hash
 from policy import Policy
 
 WRITTEN_PROMPTS = Path(__file__).parent / "data" / "written_prompts.toml"
@@ -351,11 +351,7 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     store = EmbeddingCache(cache)
     fitted = splits["train"] + splits["calibration"]
     pools = store.encode(encoder, [clean(e.text) for e in fitted], progress)
-    blank = np.zeros((0, 0))
-    head = HeadWeights(
-        tuple(categories), HEAD_LAYERS, blank, blank, blank, blank, blank, np.array([], np.uint64), {}
-    )
-    x_all = head.features(pools)
+    x_all = layer_features(pools, HEAD_LAYERS)
     x_train, x_cal = x_all[: len(splits["train"])], x_all[len(splits["train"]) :]
     review_only = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is None}
     y_train, k_train = _labels(splits["train"], categories, review_only)
@@ -363,12 +359,12 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     w1, b1, w2, b2 = fit_head(
         x_train, y_train, k_train, source_weights, epochs=epochs, seed=seed, progress=progress
     )
-    head = replace(head, w1=w1, b1=b1, w2=w2, b2=b2, fusion=np.tile([1.0, 0, 0, 0], (len(categories), 1)))
+    head = HeadWeights(tuple(categories), HEAD_LAYERS, w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
+                       np.array([], dtype=np.uint64), {})  # fmt: skip
     y_cal, k_cal = _labels(splits["calibration"], categories, review_only)
     cal_texts = [clean(e.text) for e in splits["calibration"]]
-    last = pools[len(splits["train"]) :, -1]
     exemplar = exemplar_similarities(
-        encoder, policy, categories, last / np.linalg.norm(last, axis=1, keepdims=True)
+        encoder, policy, categories, sentence_embeddings(pools[len(splits["train"]) :])
     )
     profanity = np.asarray(predict_prob(cal_texts), dtype=float)
     fusion = fit_fusion(head.logits(x_cal), exemplar, profanity, y_cal, k_cal)
