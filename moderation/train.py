@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import random
+import string
 import tomllib
 from collections import Counter
 from collections.abc import Callable
@@ -180,7 +181,7 @@ def written_examples(path: Path = WRITTEN_PROMPTS, per_category: int = 400, beni
                 _unsafe(f"{frame} {verb} {o}", "written", labels)
                 for frame in rng.sample(questions["frames"], 3)
             ]
-    return out + _context_examples(spec["contexts"], rng)
+    return out + _context_examples(spec["contexts"], rng) + _contrast_examples(spec["contrasts"], rng)
 
 
 def _context_examples(spec: dict, rng: random.Random) -> list[Example]:
@@ -193,6 +194,31 @@ def _context_examples(spec: dict, rng: random.Random) -> list[Example]:
     for act in spec["unsafe_acts"]:
         out += [_unsafe(frame.format(act=act), "written", "violence") for frame in spec["unsafe_real"]]
     return out + [_unsafe(t, "written", "self_harm") for t in spec["self_harm"]]
+
+
+def _contrast_examples(spec: dict, rng: random.Random) -> list[Example]:
+    """Alarming-but-safe questions by kind and their unsafe twins: each kind's frames filled from the
+    named lists, `n` of the combinations kept."""
+    lists = spec["lists"]
+    out = []
+    for kind in spec["kinds"]:
+        combos = [
+            (frame, values)
+            for frame in kind["frames"]
+            for values in itertools.product(*(lists[name] for name in _placeholders(frame)))
+        ]
+        rng.shuffle(combos)
+        for frame, values in combos[: kind["n"]]:
+            text = frame.format(**dict(zip(_placeholders(frame), values, strict=True)))
+            if kind["label"] == "safe":
+                out.append(_safe(text, "written", origin=kind["kind"]))
+            else:
+                out.append(_unsafe(text, "written", kind["label"], origin=kind["kind"]))
+    return out
+
+
+def _placeholders(frame: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(frame) if name]
 
 
 def exemplar_examples(policy: Policy) -> list[Example]:
