@@ -130,14 +130,11 @@ class PromptModel:
                 f"the policy's categories {missing} have no trained output in the prompt classifier "
                 f"({', '.join(weights.categories)}); retrain it: hallmark train prompt-classifier --policy FILE"
             )
-        probe = encoder.layer_pools(["a probe"])
-        if (
-            max(weights.layers) >= probe.shape[1]
-            or len(weights.layers) * probe.shape[2] != weights.w1.shape[0]
-        ):
+        states, width = encoder.layer_shape
+        if max(weights.layers) >= states or len(weights.layers) * width != weights.w1.shape[0]:
             raise HeadError(
                 f"the prompt classifier reads layers {list(weights.layers)} of a {weights.w1.shape[0] // len(weights.layers)}"
-                f"-wide encoder; {encoder.version} has {probe.shape[1] - 1} layers of width {probe.shape[2]}: "
+                f"-wide encoder; {encoder.version} has {states - 1} layers of width {width}: "
                 "retrain it on this encoder (hallmark train prompt-classifier)"
             )
         self._encoder = encoder

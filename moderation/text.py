@@ -90,6 +90,12 @@ class MiniLMEncoder:
         """Unit-norm embeddings, one row per text."""
         return np.asarray(self._model.encode(texts, normalize_embeddings=True, batch_size=64))
 
+    @property
+    def layer_shape(self) -> tuple[int, int]:
+        """(hidden states, width) of `layer_pools`: the layers plus the token embeddings, and their size."""
+        config = self._model[0].auto_model.config
+        return config.num_hidden_layers + 1, config.hidden_size
+
     def layer_pools(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Mean-pooled hidden states of every layer, (texts, layers + 1, dim); row 0 is the token
         embeddings, the last row normalised is `encode`'s embedding. The prompt head reads several
@@ -98,7 +104,7 @@ class MiniLMEncoder:
 
         model = self._model[0].auto_model
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), model.config.num_hidden_layers + 1, model.config.hidden_size), np.float32)
+        out = np.zeros((len(texts), *self.layer_shape), np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
