@@ -202,23 +202,19 @@ def _contrast_examples(spec: dict, rng: random.Random) -> list[Example]:
     lists = spec["lists"]
     out = []
     for kind in spec["kinds"]:
-        combos = [
-            (frame, values)
-            for frame in kind["frames"]
-            for values in itertools.product(*(lists[name] for name in _placeholders(frame)))
-        ]
+        combos = []
+        for frame in kind["frames"]:
+            names = [name for _, name, _, _ in string.Formatter().parse(frame) if name]
+            combos += [(frame, dict(zip(names, values, strict=True)))
+                       for values in itertools.product(*(lists[name] for name in names))]  # fmt: skip
         rng.shuffle(combos)
-        for frame, values in combos[: kind["n"]]:
-            text = frame.format(**dict(zip(_placeholders(frame), values, strict=True)))
+        for frame, fills in combos[: kind["n"]]:
+            text = frame.format(**fills)
             if kind["label"] == "safe":
                 out.append(_safe(text, "written", origin=kind["kind"]))
             else:
                 out.append(_unsafe(text, "written", kind["label"], origin=kind["kind"]))
     return out
-
-
-def _placeholders(frame: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(frame) if name]
 
 
 def exemplar_examples(policy: Policy) -> list[Example]:
