@@ -624,7 +624,15 @@ def train_prompt_classifier(
     policy: Annotated[
         Path | None, typer.Option(help="Policy whose categories and exemplars to train (default: shipped).")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, max=500)] = 40,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, max=500, help="Training epochs of each head [default: 80].")
+    ] = None,
+    heads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=16, help="Heads trained from seeds SEED, SEED+1, ... and averaged [default: 3]."
+        ),
+    ] = None,
     seed: int = 0,
     limit: Annotated[
         int | None, typer.Option(min=1, help="At most N examples per source (quick runs).")
@@ -639,7 +647,7 @@ def train_prompt_classifier(
     policy's exemplars. `--output moderation/weights/prompt_head.npz` rebuilds the shipped one."""
     from hallmark.compose import configure_torch
     from moderation import HeadWeights, MiniLMEncoder
-    from moderation.train import DataError, train
+    from moderation.train import EPOCHS, HEADS, DataError, train
     from policy import Policy, PolicyError
 
     if output.exists() and not overwrite:
@@ -653,7 +661,8 @@ def train_prompt_classifier(
     with console.status("Loading all-MiniLM-L6-v2..."):
         encoder = MiniLMEncoder(device=settings.device)
     try:
-        weights, report = train(data, loaded, encoder, cache=cache, epochs=epochs, seed=seed, limit=limit,
+        weights, report = train(data, loaded, encoder, cache=cache, epochs=epochs or EPOCHS,
+                                heads=heads or HEADS, seed=seed, limit=limit,
                                 progress=lambda message: console.print(message, highlight=False))  # fmt: skip
     except DataError as exc:
         raise _fail(str(exc)) from exc

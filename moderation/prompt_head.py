@@ -8,10 +8,12 @@ Per category c and per view v of the prompt (see moderation.deobfuscate):
 The head reads the mean-pooled hidden states of several MiniLM layers, each normalised and
 concatenated (layers 1-6: 6 x 384 -> 256 -> categories): the middle layers keep the wording that
 the last layer's sentence embedding smooths over ("kill a Python process" and "kill a person" are
-close in the last layer, apart in the middle ones). The head and the fusion coefficients (a, b, d, e) are fitted by
-`hallmark train prompt-classifier` (moderation/train.py); the fusion is fitted on a calibration
-split at equal priors, so a threshold of 0.5 means "as much evidence for as against" in every
-category. The weights file also holds the hashes of every text it was fitted on, so that
+close in the last layer, apart in the middle ones). head_logit is the mean of a few such heads
+trained from different seeds: one head's decisions near the threshold change with the seed, the
+mean's half as often. The heads and the fusion coefficients (a, b, d, e) are fitted by
+`hallmark train prompt-classifier` (moderation/train.py); the fusion is a logistic regression
+fitted on a calibration split, so a score is a probability and one threshold means the same in
+every category. The weights file also holds the hashes of every text it was fitted on, so that
 evaluation can leave those out.
 """
 
@@ -58,10 +60,10 @@ def sentence_embeddings(pools: np.ndarray) -> np.ndarray:
 class HeadWeights:
     categories: tuple[str, ...]
     layers: tuple[int, ...]  # which of the encoder's hidden states the head reads (0: token embeddings)
-    w1: np.ndarray  # (384 * len(layers), hidden)
-    b1: np.ndarray
-    w2: np.ndarray  # (hidden, categories)
-    b2: np.ndarray
+    w1: np.ndarray  # (heads, 384 * len(layers), hidden)
+    b1: np.ndarray  # (heads, hidden)
+    w2: np.ndarray  # (heads, hidden, categories)
+    b2: np.ndarray  # (heads, categories)
     fusion: np.ndarray  # (categories, 4): head logit, exemplar similarity, profanity, bias
     seen: np.ndarray  # uint64 hashes of the training and calibration texts
     meta: dict  # encoder, data, metrics: what the model card reports
@@ -74,8 +76,9 @@ class HeadWeights:
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-            hidden = torch.relu(x @ torch.from_numpy(self.w1) + torch.from_numpy(self.b1))
-            return (hidden @ torch.from_numpy(self.w2) + torch.from_numpy(self.b2)).numpy()
+            w1, b1, w2, b2 = (torch.from_numpy(a) for a in (self.w1, self.b1, self.w2, self.b2))
+            hidden = torch.relu(x @ w1 + b1[:, None])  # (heads, texts, hidden)
+            return (hidden @ w2 + b2[:, None]).mean(0).numpy()
 
     def fuse(self, logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray,
              index: list[int] | None = None) -> np.ndarray:  # fmt: skip
@@ -91,8 +94,9 @@ class HeadWeights:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, w1=self.w1.astype(np.float32), b1=self.b1.astype(np.float32),
-            w2=self.w2.astype(np.float32), b2=self.b2.astype(np.float32),
+            # The weight matrices in float16, half the size; training fits the fusion to the rounded ones.
+            buffer, w1=self.w1.astype(np.float16), b1=self.b1.astype(np.float32),
+            w2=self.w2.astype(np.float16), b2=self.b2.astype(np.float32),
             fusion=self.fusion.astype(np.float64), seen=np.unique(self.seen.astype(np.uint64)),
             categories=np.array(self.categories), layers=np.array(self.layers, dtype=np.int64), meta=np.array(json.dumps(self.meta, sort_keys=True)),
         )  # fmt: skip
@@ -107,12 +111,20 @@ class HeadWeights:
             return cls(
                 categories=tuple(str(c) for c in data["categories"]),
                 layers=tuple(int(i) for i in data["layers"]),
-                w1=data["w1"], b1=data["b1"], w2=data["w2"], b2=data["b2"], fusion=data["fusion"],
+                **{name: _heads(data[name], dims) for name, dims in (("w1", 3), ("b1", 2), ("w2", 3), ("b2", 2))},
+                fusion=data["fusion"],
                 seen=data["seen"], meta=json.loads(str(data["meta"])),
                 version="sha256:" + hashlib.sha256(raw).hexdigest()[:12],
             )  # fmt: skip
         except (OSError, KeyError, ValueError) as exc:
             raise HeadError(f"{path}: not a prompt classifier weights file: {exc}") from exc
+
+
+def _heads(array: np.ndarray, dims: int) -> np.ndarray:
+    """One of a head's arrays as float32 with the heads axis first (files written before the
+    heads were several have a single head and no such axis)."""
+    array = array.astype(np.float32)
+    return array[None] if array.ndim == dims - 1 else array
 
 
 class PromptModel:
@@ -131,9 +143,9 @@ class PromptModel:
                 f"({', '.join(weights.categories)}); retrain it: hallmark train prompt-classifier --policy FILE"
             )
         states, width = encoder.layer_shape
-        if max(weights.layers) >= states or len(weights.layers) * width != weights.w1.shape[0]:
+        if max(weights.layers) >= states or len(weights.layers) * width != weights.w1.shape[1]:
             raise HeadError(
-                f"the prompt classifier reads layers {list(weights.layers)} of a {weights.w1.shape[0] // len(weights.layers)}"
+                f"the prompt classifier reads layers {list(weights.layers)} of a {weights.w1.shape[1] // len(weights.layers)}"
                 f"-wide encoder; {encoder.version} has {states - 1} layers of width {width}: "
                 "retrain it on this encoder (hallmark train prompt-classifier)"
             )

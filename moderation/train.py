@@ -3,7 +3,7 @@
 Data: ../shared/data (prompts/ and train_prompts/, described in its SOURCES.md), the video prompts
 written for Hallmark in moderation/data/written_prompts.toml, and the policy's exemplars. Each
 text falls in a split by the hash of its cleaned form (train 50%, calibration 20%, test 30%), so a
-text and its duplicates always land together. The head is fitted on train, the fusion (and so the
+text and its duplicates always land together. The heads are fitted on train, the fusion (and so the
 calibration) on calibration; the weights file remembers the hashes of both, and evaluation leaves
 them out. Nothing is fitted on the test split.
 """
@@ -32,6 +32,12 @@ from policy import Policy
 WRITTEN_PROMPTS = Path(__file__).parent / "data" / "written_prompts.toml"
 SPLITS = (("train", 50), ("calibration", 70), ("test", 100))  # cumulative percent of the hash
 HEAD_LAYERS = (1, 2, 3, 4, 5, 6)  # the MiniLM hidden states the head reads (see moderation/prompt_head.py)
+# Heads trained from seeds seed, seed + 1, ...; their mean logit is the head signal. Chosen on the
+# calibration split's halves (MODEL_CARD.md): three heads of 80 epochs against one of 40 blocked
+# about one point more of the unsafe prompts, fewer benign ones, and flipped half as many
+# decisions between seeds.
+HEADS = 3
+EPOCHS = 80
 # Sources weighted up in the head's loss. XSTest and the written questions, games, fiction and
 # definitions are the only text that teaches asking *about* harm apart from asking *for* it, and they
 # are a few hundred examples beside thousands of tweets and captions.
@@ -301,7 +307,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarra
             optimiser.step()
             total += loss.item() * len(batch)
         if epoch % 10 == 9 or epoch == epochs - 1:
-            progress(f"head epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}")
+            progress(f"epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}")
     first, last = model[0], model[3]
     return (first.weight.detach().numpy().T.copy(), first.bias.detach().numpy().copy(),
             last.weight.detach().numpy().T.copy(), last.bias.detach().numpy().copy())  # fmt: skip
@@ -352,9 +358,10 @@ class EmbeddingCache:
         return np.stack([self._store[k] for k in keys]).astype(np.float32)
 
 
-def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = 40, seed: int = 0,
-          limit: int | None = None, progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
-    """Fit the head and the fusion; `limit` caps the examples per source (for quick checks)."""
+def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = EPOCHS, heads: int = HEADS,
+          seed: int = 0, limit: int | None = None,
+          progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
+    """Fit the heads and the fusion; `limit` caps the examples per source (for quick checks)."""
     from profanity_check import predict_prob
 
     started = datetime.now(UTC)
@@ -378,9 +385,13 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     review_only = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is None}
     y_train, k_train = _labels(splits["train"], categories, review_only)
     source_weights = np.array([SOURCE_WEIGHTS.get(e.source, 1.0) for e in splits["train"]])
-    w1, b1, w2, b2 = fit_head(
-        x_train, y_train, k_train, source_weights, epochs=epochs, seed=seed, progress=progress
-    )
+    fitted_heads = [
+        fit_head(x_train, y_train, k_train, source_weights, epochs=epochs, seed=seed + i,
+                 progress=lambda message, i=i: progress(f"head {i + 1}/{heads}, {message}"))
+        for i in range(heads)
+    ]  # fmt: skip
+    w1, b1, w2, b2 = (np.stack(arrays) for arrays in zip(*fitted_heads, strict=True))
+    w1, w2 = (a.astype(np.float16).astype(np.float32) for a in (w1, w2))  # as the weights file keeps them
     head = HeadWeights(tuple(categories), HEAD_LAYERS, w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
                        np.array([], dtype=np.uint64), {})  # fmt: skip
     y_cal, k_cal = _labels(splits["calibration"], categories, review_only)
@@ -405,7 +416,7 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     )
     meta = {
         "encoder": encoder.version, "trained_at": started.isoformat(timespec="seconds"), "seed": seed,
-        "epochs": epochs, "layers": list(HEAD_LAYERS), "source_weights": SOURCE_WEIGHTS, "splits": dict(SPLITS), "policy": policy.label, "examples": report.counts,
+        "epochs": epochs, "heads": heads, "layers": list(HEAD_LAYERS), "source_weights": SOURCE_WEIGHTS, "splits": dict(SPLITS), "policy": policy.label, "examples": report.counts,
         "positives": report.categories, "fusion": report.calibration,
         "exemplars_sha256": hashlib.sha256(json.dumps({c: s.exemplars for c, s in policy.prompt.categories.items()},
                                                       sort_keys=True).encode()).hexdigest()[:16],

