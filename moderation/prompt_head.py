@@ -56,6 +56,12 @@ def sentence_embeddings(pools: np.ndarray) -> np.ndarray:
     return layer_features(pools, (-1,))
 
 
+def as_stored(matrix: np.ndarray) -> np.ndarray:
+    """A head's weight matrix as the weights file keeps it: float16, half the size. Training fits
+    the fusion to the rounded matrices, so the file holds exactly what was calibrated."""
+    return matrix.astype(np.float16)
+
+
 @dataclass(frozen=True)
 class HeadWeights:
     categories: tuple[str, ...]
@@ -94,9 +100,8 @@ class HeadWeights:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez_compressed(
-            # The weight matrices in float16, half the size; training fits the fusion to the rounded ones.
-            buffer, w1=self.w1.astype(np.float16), b1=self.b1.astype(np.float32),
-            w2=self.w2.astype(np.float16), b2=self.b2.astype(np.float32),
+            buffer, w1=as_stored(self.w1), b1=self.b1.astype(np.float32),
+            w2=as_stored(self.w2), b2=self.b2.astype(np.float32),
             fusion=self.fusion.astype(np.float64), seen=np.unique(self.seen.astype(np.uint64)),
             categories=np.array(self.categories), layers=np.array(self.layers, dtype=np.int64), meta=np.array(json.dumps(self.meta, sort_keys=True)),
         )  # fmt: skip

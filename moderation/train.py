@@ -26,16 +26,23 @@ from pathlib import Path
 import numpy as np
 
 from moderation.deobfuscate import clean
-from moderation.prompt_head import ANY_HARM, HeadWeights, layer_features, sentence_embeddings, text_hash
+from moderation.prompt_head import (
+    ANY_HARM,
+    HeadWeights,
+    as_stored,
+    layer_features,
+    sentence_embeddings,
+    text_hash,
+)
 from policy import Policy
 
 WRITTEN_PROMPTS = Path(__file__).parent / "data" / "written_prompts.toml"
 SPLITS = (("train", 50), ("calibration", 70), ("test", 100))  # cumulative percent of the hash
 HEAD_LAYERS = (1, 2, 3, 4, 5, 6)  # the MiniLM hidden states the head reads (see moderation/prompt_head.py)
 # Heads trained from seeds seed, seed + 1, ...; their mean logit is the head signal. Chosen on the
-# calibration split's halves (MODEL_CARD.md): three heads of 80 epochs against one of 40 blocked
-# about one point more of the unsafe prompts, fewer benign ones, and flipped half as many
-# decisions between seeds.
+# calibration split (bench/prompt_heads.py, MODEL_CARD.md): three heads of 80 epochs against one
+# of 40 blocked about one point more of the unsafe prompts, fewer benign ones, and about half as
+# many decisions changed with the seeds.
 HEADS = 3
 EPOCHS = 80
 # Sources weighted up in the head's loss. XSTest and the written questions, games, fiction and
@@ -256,7 +263,7 @@ class TrainingReport:
     seconds: float
 
 
-def _labels(
+def targets(
     examples: list[Example], categories: list[str], review_only: set[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Targets and a mask of which targets are known: safe text is negative for every category,
@@ -358,13 +365,11 @@ class EmbeddingCache:
         return np.stack([self._store[k] for k in keys]).astype(np.float32)
 
 
-def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = EPOCHS, heads: int = HEADS,
-          seed: int = 0, limit: int | None = None,
-          progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
-    """Fit the heads and the fusion; `limit` caps the examples per source (for quick checks)."""
-    from profanity_check import predict_prob
-
-    started = datetime.now(UTC)
+def examples_by_split(
+    data: Path, policy: Policy, seed: int = 0, limit: int | None = None
+) -> dict[str, list[Example]]:
+    """Every training text (../shared/data, the written prompts, the policy's exemplars), deduplicated,
+    by split; `limit` caps the examples per source."""
     examples = public_examples(data, seed) + written_examples(seed=seed) + exemplar_examples(policy)
     if limit:
         by_source: dict[str, list[Example]] = {}
@@ -372,18 +377,33 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
             by_source.setdefault(e.source, []).append(e)
         examples = [e for group in by_source.values() for e in group[:limit]]
     examples = dedupe(examples)
-    categories = list(policy.prompt.categories)
-    if ANY_HARM not in categories:
-        categories.append(ANY_HARM)
-    splits = {name: [e for e in examples if e.split == name] for name, _ in SPLITS}
-    progress(f"{len(examples)} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items()))
+    return {name: [e for e in examples if e.split == name] for name, _ in SPLITS}
+
+
+def head_categories(policy: Policy) -> list[str]:
+    """The head's outputs: the policy's categories and `harmful`."""
+    return list(policy.prompt.categories) + ([] if ANY_HARM in policy.prompt.categories else [ANY_HARM])
+
+
+def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = EPOCHS, heads: int = HEADS,
+          seed: int = 0, limit: int | None = None,
+          progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
+    """Fit the heads and the fusion; `limit` caps the examples per source (for quick checks)."""
+    from profanity_check import predict_prob
+
+    started = datetime.now(UTC)
+    splits = examples_by_split(data, policy, seed, limit)
+    categories = head_categories(policy)
+    progress(
+        f"{sum(map(len, splits.values()))} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items())
+    )
     store = EmbeddingCache(cache)
     fitted = splits["train"] + splits["calibration"]
     pools = store.encode(encoder, [clean(e.text) for e in fitted], progress)
     x_all = layer_features(pools, HEAD_LAYERS)
     x_train, x_cal = x_all[: len(splits["train"])], x_all[len(splits["train"]) :]
     review_only = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is None}
-    y_train, k_train = _labels(splits["train"], categories, review_only)
+    y_train, k_train = targets(splits["train"], categories, review_only)
     source_weights = np.array([SOURCE_WEIGHTS.get(e.source, 1.0) for e in splits["train"]])
     fitted_heads = [
         fit_head(x_train, y_train, k_train, source_weights, epochs=epochs, seed=seed + i,
@@ -391,10 +411,10 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
         for i in range(heads)
     ]  # fmt: skip
     w1, b1, w2, b2 = (np.stack(arrays) for arrays in zip(*fitted_heads, strict=True))
-    w1, w2 = (a.astype(np.float16).astype(np.float32) for a in (w1, w2))  # as the weights file keeps them
+    w1, w2 = (as_stored(a).astype(np.float32) for a in (w1, w2))
     head = HeadWeights(tuple(categories), HEAD_LAYERS, w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
                        np.array([], dtype=np.uint64), {})  # fmt: skip
-    y_cal, k_cal = _labels(splits["calibration"], categories, review_only)
+    y_cal, k_cal = targets(splits["calibration"], categories, review_only)
     cal_texts = [clean(e.text) for e in splits["calibration"]]
     exemplar = exemplar_similarities(
         encoder, policy, categories, sentence_embeddings(pools[len(splits["train"]) :])
