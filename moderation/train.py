@@ -366,16 +366,20 @@ class EmbeddingCache:
 
 
 def examples_by_split(
-    data: Path, policy: Policy, seed: int = 0, limit: int | None = None
-) -> dict[str, list[Example]]:
+    data: Path, policy: Policy, seed: int = 0, limit: int | None = None,
+    leave_out: Callable[[Example], bool] | None = None,
+) -> dict[str, list[Example]]:  # fmt: skip
     """Every training text (../shared/data, the written prompts, the policy's exemplars), deduplicated,
-    by split; `limit` caps the examples per source."""
+    by split; `limit` caps the examples per source, `leave_out` drops the examples it is true of
+    (bench/xstest_folds.py holds out one fold of XSTest that way)."""
     examples = public_examples(data, seed) + written_examples(seed=seed) + exemplar_examples(policy)
     if limit:
         by_source: dict[str, list[Example]] = {}
         for e in examples:
             by_source.setdefault(e.source, []).append(e)
         examples = [e for group in by_source.values() for e in group[:limit]]
+    if leave_out:
+        examples = [e for e in examples if not leave_out(e)]
     examples = dedupe(examples)
     return {name: [e for e in examples if e.split == name] for name, _ in SPLITS}
 
@@ -386,13 +390,14 @@ def head_categories(policy: Policy) -> list[str]:
 
 
 def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = EPOCHS, heads: int = HEADS,
-          seed: int = 0, limit: int | None = None,
+          seed: int = 0, limit: int | None = None, leave_out: Callable[[Example], bool] | None = None,
           progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
-    """Fit the heads and the fusion; `limit` caps the examples per source (for quick checks)."""
+    """Fit the heads and the fusion; `limit` caps the examples per source (for quick checks),
+    `leave_out` drops examples (see examples_by_split)."""
     from profanity_check import predict_prob
 
     started = datetime.now(UTC)
-    splits = examples_by_split(data, policy, seed, limit)
+    splits = examples_by_split(data, policy, seed, limit, leave_out)
     categories = head_categories(policy)
     progress(
         f"{sum(map(len, splits.values()))} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items())

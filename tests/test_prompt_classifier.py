@@ -18,7 +18,7 @@ import pytest
 from moderation import HeadError, HeadWeights, LanguageClassifier, PromptModel
 from moderation.deobfuscate import read_prompt
 from moderation.prompt_head import layer_features
-from moderation.train import WRITTEN_PROMPTS, written_examples
+from moderation.train import WRITTEN_PROMPTS, examples_by_split, train, written_examples
 from policy import Action, Policy, PromptCategory, PromptModelRule, Thresholds
 
 UNSAFE = {
@@ -262,6 +262,28 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
                              str(shared_data), "--output", str(tmp_path / "a.npz")],
                             capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert exists.returncode == 1 and "exists" in exists.stderr
+
+
+def test_training_can_leave_examples_out_of_both_the_heads_and_the_calibration(shared_data, stage):
+    """What bench/xstest_folds.py relies on: a left-out prompt is in no split, and the weights
+    trained without it have not seen it."""
+    policy = Policy.load()
+
+    def xstest(splits) -> set[str]:
+        return {e.text for split in splits.values() for e in split if e.source == "xstest"}
+
+    everything = examples_by_split(shared_data, policy, limit=30)
+    left_out = {e.text for e in everything["train"] + everything["calibration"] if e.source == "xstest"}
+    assert left_out
+    without = examples_by_split(shared_data, policy, limit=30, leave_out=lambda e: e.text in left_out)
+    assert xstest(without) == xstest(everything) - left_out
+    others = {e.text for split in everything.values() for e in split if e.source != "xstest"}
+    assert others == {e.text for split in without.values() for e in split if e.source != "xstest"}
+    encoder = next(c for c in stage if isinstance(c, PromptModel)).encoder
+    weights, report = train(shared_data, policy, encoder, epochs=1, heads=1, limit=30,
+                            leave_out=lambda e: e.text in left_out)  # fmt: skip
+    assert not any(weights.has_seen(text) for text in left_out)
+    assert all(weights.has_seen(e.text) for e in without["train"] + without["calibration"])
 
 
 def _tiny_classifier(folder, labels=("safe", "unsafe")):
