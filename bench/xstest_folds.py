@@ -1,7 +1,7 @@
 """XSTest in full, cross-validated: every one of XSTest's 250 safe and 200 unsafe prompts scored by
 a prompt classifier that was not fitted on it.
 
-    python bench/xstest_folds.py [--folds 5] [--cache FILE]
+    python bench/xstest_folds.py [--folds 5] [--cache FILE] [--heads N] [--epochs N] [--without-test]
 
 The held-out test split holds only 76 of XSTest's safe prompts, so one prompt moves its false-block
 rate by 1.3 points. Here XSTest is cut into folds by the hash of each prompt's cleaned text; for
@@ -14,7 +14,12 @@ XSTest, not the shipped file; each model is fitted on fewer XSTest prompts than 
 (it leaves out a fifth of them besides the test split), so it errs on the pessimistic side.
 The operating points cut the fused classifier's highest blocking-category score, as in
 bench/moderation.py. With the encoder cache a fold takes about as long as one training run
-(2 to 3 minutes on 2 cores).
+(2 to 3 minutes on 2 cores; `--heads 1` takes about a third of that).
+
+To choose between recipes, use `--without-test`: it scores only the XSTest prompts of the train
+and calibration splits (174 safe, 145 unsafe), so the test split's stay unseen for the final
+check with bench/moderation.py. `--heads` and `--epochs` train a cheaper recipe than the shipped
+one for such comparisons; compare like with like.
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=None, help="encoder cache (.npz), as for training")
+    parser.add_argument("--heads", type=int, default=None, help="heads per classifier (default: as shipped)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per head (default: as shipped)")
+    parser.add_argument(
+        "--without-test", action="store_true", help="leave the test split's XSTest prompts unread"
+    )
     args = parser.parse_args()
     if not (DATA / "prompts").is_dir():
         sys.exit(f"skipped: {DATA / 'prompts'} not found")
@@ -60,7 +70,7 @@ def main() -> None:
     from hallmark.settings import Settings
     from moderation import PromptModel
     from moderation.deobfuscate import clean
-    from moderation.train import public_examples, train
+    from moderation.train import EPOCHS, HEADS, public_examples, train
     from policy import Action, Policy
 
     torch.set_num_threads(2)
@@ -69,8 +79,12 @@ def main() -> None:
     shipped = next(c for c in classifiers if isinstance(c, PromptModel))
     encoder = shipped.encoder
     xstest = [e for e in public_examples(DATA) if e.source == "xstest"]
+    if args.without_test:
+        xstest = [e for e in xstest if e.split != "test"]
+    heads, epochs = args.heads or HEADS, args.epochs or EPOCHS
     print(f"XSTest: {sum(not e.unsafe for e in xstest)} safe, {sum(e.unsafe for e in xstest)} unsafe prompts, "
-          f"{args.folds} folds; policy {policy.label}; {os.cpu_count()} cores, torch on 2 threads\n")  # fmt: skip
+          f"{'(train and calibration splits only) ' if args.without_test else ''}{args.folds} folds, "
+          f"{heads} x {epochs} epochs; policy {policy.label}; {os.cpu_count()} cores, torch on 2 threads\n")  # fmt: skip
     print("| fold | safe | falsely blocked | unsafe | blocked | seconds |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     blocking = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is not None}
@@ -87,6 +101,8 @@ def main() -> None:
             policy,
             encoder,
             cache=args.cache,
+            heads=heads,
+            epochs=epochs,
             leave_out=lambda e, held_texts=held_texts: clean(e.text) in held_texts,
         )
         assert not any(weights.has_seen(e.text) for e in held)
