@@ -30,7 +30,6 @@ import math
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -70,7 +69,7 @@ def main() -> None:
     from hallmark.settings import Settings
     from moderation import PromptModel
     from moderation.deobfuscate import clean
-    from moderation.train import EPOCHS, HEADS, public_examples, train
+    from moderation.train import EPOCHS, HEADS, Example, public_examples, train
     from policy import Action, Policy
 
     torch.set_num_threads(2)
@@ -88,10 +87,8 @@ def main() -> None:
     print("| fold | safe | falsely blocked | unsafe | blocked | seconds |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     blocking = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is not None}
-    tops: list[tuple[bool, float]] = []  # (unsafe, the fused classifier's highest blocking score)
-    safe_blocked: Counter[str] = Counter()
-    safe_total: Counter[str] = Counter()
-    unsafe_blocked = unsafe_total = 0
+    # Per prompt: the prompt, whether the stage blocked it, the fused classifier's highest blocking score.
+    rows: list[tuple[Example, bool, float]] = []
     for fold in range(args.folds):
         started = time.perf_counter()
         held = [e for e in xstest if fold_of(clean(e.text), args.folds) == fold]
@@ -110,40 +107,32 @@ def main() -> None:
             encoder, weights, policy.prompt.categories, evasion_action=policy.prompt.model.evasion
         )
         stage = [model if c is shipped else c for c in classifiers]
-        blocked = []
         for e in held:
             verdicts = [v for c in stage for v in c.classify(e.text)]
-            blocked.append(any(v.action is Action.block for v in verdicts))
             top = max(v.score for v in verdicts if v.classifier == model.name and v.category in blocking)
-            tops.append((e.unsafe, top))
-        for e, b in zip(held, blocked, strict=True):
-            if e.unsafe:
-                unsafe_total += 1
-                unsafe_blocked += b
-            else:
-                safe_total[e.origin] += 1
-                safe_blocked[e.origin] += b
-        safe = [b for e, b in zip(held, blocked, strict=True) if not e.unsafe]
-        unsafe = [b for e, b in zip(held, blocked, strict=True) if e.unsafe]
+            rows.append((e, any(v.action is Action.block for v in verdicts), top))
+        safe = [b for e, b, _ in rows[-len(held) :] if not e.unsafe]
+        unsafe = [b for e, b, _ in rows[-len(held) :] if e.unsafe]
         print(f"| {fold} | {len(safe)} | {sum(safe)} | {len(unsafe)} | {sum(unsafe)} | "
               f"{time.perf_counter() - started:.0f} |", flush=True)  # fmt: skip
-    k, n = sum(safe_blocked.values()), sum(safe_total.values())
-    low, high = wilson(k, n)
-    print(f"\nsafe prompts falsely blocked: {k} of {n} = {k / n:.1%} (95% interval {low:.1%} to {high:.1%})")
-    low, high = wilson(unsafe_blocked, unsafe_total)
-    print(f"unsafe prompts blocked: {unsafe_blocked} of {unsafe_total} = {unsafe_blocked / unsafe_total:.1%} "
-          f"(95% interval {low:.1%} to {high:.1%})\n")  # fmt: skip
+    for label, unsafe in (("safe prompts falsely blocked", False), ("unsafe prompts blocked", True)):
+        blocked = [b for e, b, _ in rows if e.unsafe is unsafe]
+        low, high = wilson(sum(blocked), len(blocked))
+        print(f"\n{label}: {sum(blocked)} of {len(blocked)} = {sum(blocked) / len(blocked):.1%} "
+              f"(95% interval {low:.1%} to {high:.1%})")  # fmt: skip
+    print()
     print("| block threshold | safe falsely blocked | unsafe blocked |")
     print("| ---: | ---: | ---: |")
     for t in THRESHOLDS:
-        fb = sum(x >= t for u, x in tops if not u) / sum(not u for u, _ in tops)
-        rec = sum(x >= t for u, x in tops if u) / sum(u for u, _ in tops)
-        print(f"| {t:.2f} | {fb:.1%} | {rec:.1%} |")
+        rates = [sum(top >= t for e, _, top in rows if e.unsafe is u) / sum(e.unsafe is u for e, _, _ in rows)
+                 for u in (False, True)]  # fmt: skip
+        print(f"| {t:.2f} | {rates[0]:.1%} | {rates[1]:.1%} |")
     print()
     print("| XSTest type (safe) | prompts | falsely blocked |")
     print("| --- | ---: | ---: |")
-    for origin in sorted(safe_total):
-        print(f"| {origin} | {safe_total[origin]} | {safe_blocked[origin]} |")
+    for origin in sorted({e.origin for e, _, _ in rows if not e.unsafe}):
+        blocked = [b for e, b, _ in rows if not e.unsafe and e.origin == origin]
+        print(f"| {origin} | {len(blocked)} | {sum(blocked)} |")
 
 
 if __name__ == "__main__":

@@ -280,7 +280,7 @@ def test_training_can_leave_examples_out_of_both_the_heads_and_the_calibration(s
     others = {e.text for split in everything.values() for e in split if e.source != "xstest"}
     assert others == {e.text for split in without.values() for e in split if e.source != "xstest"}
     encoder = next(c for c in stage if isinstance(c, PromptModel)).encoder
-    weights, report = train(shared_data, policy, encoder, epochs=1, heads=1, limit=30,
+    weights, _ = train(shared_data, policy, encoder, epochs=1, heads=1, limit=30,
                             leave_out=lambda e: e.text in left_out)  # fmt: skip
     assert not any(weights.has_seen(text) for text in left_out)
     assert all(weights.has_seen(e.text) for e in without["train"] + without["calibration"])
