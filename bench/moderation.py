@@ -33,9 +33,6 @@ DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().pare
 SOURCES = ("xstest", "ailuminate", "partiprompts", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests",
            "coco", "hatecheck", "toxigen")  # fmt: skip
 CATEGORY_SOURCES = ("xstest", "ailuminate", "nibbler", "simplesafetytests")
-# Unsafe prompts whose recall the operating points report: the text-to-image and chat sets, not
-# the hate-speech sets (HateCheck is a functional suite whose templates the training split shares).
-RECALL_SOURCES = ("xstest", "ailuminate", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 HOMOGLYPHS = str.maketrans({"a": "а", "e": "е", "o": "о", "p": "р", "c": "с"})
 LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5"})
@@ -73,7 +70,7 @@ def main() -> None:
     from hallmark.settings import Settings
     from moderation import PromptModel
     from moderation.evaluate import LabeledPrompt, metrics, score_prompts
-    from moderation.train import dedupe, public_examples
+    from moderation.train import RECALL_SOURCES, dedupe, public_examples
     from policy import Action, Policy
 
     torch.set_num_threads(2)

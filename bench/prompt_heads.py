@@ -30,7 +30,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CHOICES = ((1, 40), (1, 80), (3, 40), (3, 80))  # (heads, epochs)
-RECALL_SOURCES = ("xstest", "ailuminate", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests")
 
 
 def main() -> None:
@@ -50,6 +49,7 @@ def main() -> None:
     from moderation.prompt_head import layer_features, sentence_embeddings
     from moderation.train import (
         HEAD_LAYERS,
+        RECALL_SOURCES,
         SOURCE_WEIGHTS,
         EmbeddingCache,
         examples_by_split,

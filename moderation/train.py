@@ -50,6 +50,10 @@ EPOCHS = 80
 # are a few hundred examples beside thousands of tweets and captions.
 SOURCE_WEIGHTS = {"xstest": 5.0, "written": 2.0}
 
+# The unsafe sets whose recall the 90% target is measured on (bench/moderation.py,
+# bench/prompt_heads.py): the text-to-image and chat sets, not the hate-speech sets (HateCheck is a
+# functional suite whose templates every split shares).
+RECALL_SOURCES = ("xstest", "ailuminate", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests")
 # How each source's labels map onto the default taxonomy. None: unsafe, category not given.
 AILUMINATE = {"cse": "sexual_minors", "dfm": "deception", "hte": "hate", "ipv": "ip_misuse", "iwp": "weapons",
               "ncr": "illegal", "prv": "harassment", "sxc_prn": "sexual", "ssh": "self_harm", "vcr": "violence",
