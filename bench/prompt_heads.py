@@ -32,6 +32,11 @@ DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().pare
 CHOICES = ((1, 40), (1, 80), (3, 40), (3, 80))  # (heads, epochs)
 
 
+def calibration_half(cleaned: str) -> int:
+    """Which of the calibration split's two halves a prompt falls in (bench/xstest_variants.py uses the same)."""
+    return hashlib.sha256(("half" + cleaned).encode()).digest()[0] % 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="encoder cache (.npz), as for training")
@@ -77,7 +82,7 @@ def main() -> None:
     source_weights = np.array([SOURCE_WEIGHTS.get(e.source, 1.0) for e in train])
     exemplar = exemplar_similarities(encoder, policy, categories, sentence_embeddings(pools[len(train) :]))
     profanity = np.asarray(predict_prob([clean(e.text) for e in cal]), dtype=float)
-    half = np.array([hashlib.sha256(("half" + clean(e.text)).encode()).digest()[0] % 2 for e in cal])
+    half = np.array([calibration_half(clean(e.text)) for e in cal])
     source = np.array([e.source for e in cal])
     unsafe = np.array([e.unsafe for e in cal])
     measured = unsafe & np.isin(source, RECALL_SOURCES)

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +45,8 @@ class Variant:
     xstest_weight: float = 5.0  # the shipped SOURCE_WEIGHTS["xstest"]
     weighted_fusion: bool = False  # the fusion's regression weighted by source as the head's loss is
     signal: str = ""  # a further fusion input beside head, exemplars and profanity: "ngram" or "neighbours"
-    rule: str = (
-        "block"  # "block": any blocking category over the threshold; "agree": `harmful` and a named one
-    )
+    # "block": any blocking category over the threshold; "agree": `harmful` and a named one both over it
+    rule: str = "block"
     threshold: float = THRESHOLD
 
 
@@ -65,32 +62,24 @@ VARIANTS = (
 )
 
 
-def ngram_signal(texts: list[str], unsafe: np.ndarray, fit: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """A word 1-2-gram tf-idf logistic regression of `unsafe`, fitted on the rows `fit`: its logit per row."""
+def ngram_signal(texts: list[str], unsafe: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """A word 1-2-gram tf-idf logistic regression of `unsafe`, fitted on the rows `fit`: its logit for every row."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectoriser = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    matrix = vectoriser.fit_transform(texts)
+    matrix = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
     model = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced").fit(matrix[fit], unsafe[fit])
-    return lambda rows: model.decision_function(matrix[rows])
+    return model.decision_function(matrix)
 
 
-def neighbour_signal(x: np.ndarray, unsafe: np.ndarray, fit: np.ndarray, k: int = 10) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
-    """The share of unsafe prompts among each row's k nearest `fit` rows (cosine, the head's input)."""
+def neighbour_signal(x: np.ndarray, unsafe: np.ndarray, fit: np.ndarray, k: int = 10) -> np.ndarray:
+    """For every row, the share of unsafe prompts among its k nearest `fit` rows (cosine, the head's input)."""
     import torch
 
     unit = torch.from_numpy(x / np.linalg.norm(x, axis=1, keepdims=True))
     index, labels = unit[fit], torch.from_numpy(unsafe[fit].astype(np.float32))
-
-    def signal(rows: np.ndarray) -> np.ndarray:
-        out = []
-        for chunk in np.array_split(np.flatnonzero(rows), max(1, rows.sum() // 1024)):
-            nearest = (unit[chunk] @ index.T).topk(k, dim=1).indices
-            out.append(labels[nearest].mean(1).numpy())
-        return np.concatenate(out).astype(float)
-
-    return signal
+    shares = [labels[(chunk @ index.T).topk(k, dim=1).indices].mean(1) for chunk in unit.split(1024)]
+    return torch.cat(shares).numpy().astype(float)
 
 
 def main() -> None:
@@ -103,6 +92,7 @@ def main() -> None:
         sys.exit(f"skipped: {DATA / 'prompts'} not found")
     import torch
     from profanity_check import predict_prob
+    from prompt_heads import calibration_half  # the same halves as bench/prompt_heads.py
     from sklearn.linear_model import LogisticRegression
     from xstest_folds import fold_of  # the same folds as bench/xstest_folds.py
 
@@ -143,7 +133,7 @@ def main() -> None:
     unsafe = np.array([e.unsafe for e in examples])
     is_train = np.arange(len(examples)) < len(splits["train"])
     fold = np.array([fold_of(t, FOLDS) if s == "xstest" else -1 for t, s in zip(texts, source, strict=True)])
-    half = np.array([hashlib.sha256(("half" + t).encode()).digest()[0] % 2 for t in texts])
+    half = np.array([calibration_half(t) for t in texts])
     epochs = args.epochs or EPOCHS
 
     def scores(v: Variant, head_rows: np.ndarray, fusions: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -160,9 +150,9 @@ def main() -> None:
         logits = head.logits(x)
         extra = np.zeros(len(x))
         if v.signal == "ngram":
-            extra = ngram_signal(texts, unsafe, head_rows)(np.ones(len(x), dtype=bool))
+            extra = ngram_signal(texts, unsafe, head_rows)
         elif v.signal == "neighbours":
-            extra = neighbour_signal(x, unsafe, head_rows)(np.ones(len(x), dtype=bool))
+            extra = neighbour_signal(x, unsafe, head_rows)
         out = np.zeros((len(x), len(categories)))
         for fit, scored in fusions:
             for j in range(len(categories)):
