@@ -63,13 +63,15 @@ VARIANTS = (
 
 
 def ngram_signal(texts: list[str], unsafe: np.ndarray, fit: np.ndarray) -> np.ndarray:
-    """A word 1-2-gram tf-idf logistic regression of `unsafe`, fitted on the rows `fit`: its logit for every row."""
+    """A word 1-2-gram tf-idf logistic regression of `unsafe`, fitted on the rows `fit` only: its
+    logit for every row."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    matrix = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
-    model = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced").fit(matrix[fit], unsafe[fit])
-    return model.decision_function(matrix)
+    vectoriser = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    fitted = vectoriser.fit_transform([t for t, f in zip(texts, fit, strict=True) if f])
+    model = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced").fit(fitted, unsafe[fit])
+    return model.decision_function(vectoriser.transform(texts))
 
 
 def neighbour_signal(x: np.ndarray, unsafe: np.ndarray, fit: np.ndarray, k: int = 10) -> np.ndarray:
