@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -625,12 +626,14 @@ def train_prompt_classifier(
         Path | None, typer.Option(help="Policy whose categories and exemplars to train (default: shipped).")
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, max=500, help="Training epochs of each head [default: 80].")
+        int | None, typer.Option(min=1, max=500, help="Training epochs of each head [default: as shipped].")
     ] = None,
     heads: Annotated[
         int | None,
         typer.Option(
-            min=1, max=16, help="Heads trained from seeds SEED, SEED+1, ... and averaged [default: 3]."
+            min=1,
+            max=16,
+            help="Heads trained from seeds SEED, SEED+1, ... and averaged [default: as shipped].",
         ),
     ] = None,
     seed: int = 0,
@@ -647,7 +650,7 @@ def train_prompt_classifier(
     policy's exemplars. `--output moderation/weights/prompt_head.npz` rebuilds the shipped one."""
     from hallmark.compose import configure_torch
     from moderation import HeadWeights, MiniLMEncoder
-    from moderation.train import EPOCHS, HEADS, DataError, train
+    from moderation.train import SHIPPED, DataError, train
     from policy import Policy, PolicyError
 
     if output.exists() and not overwrite:
@@ -661,8 +664,8 @@ def train_prompt_classifier(
     with console.status("Loading all-MiniLM-L6-v2..."):
         encoder = MiniLMEncoder(device=settings.device)
     try:
-        weights, report = train(data, loaded, encoder, cache=cache, epochs=epochs or EPOCHS,
-                                heads=heads or HEADS, seed=seed, limit=limit,
+        recipe = replace(SHIPPED, epochs=epochs or SHIPPED.epochs, heads=heads or SHIPPED.heads)
+        weights, report = train(data, loaded, encoder, cache=cache, recipe=recipe, seed=seed, limit=limit,
                                 progress=lambda message: console.print(message, highlight=False))  # fmt: skip
     except DataError as exc:
         raise _fail(str(exc)) from exc

@@ -175,7 +175,11 @@ class PromptModel:
 
     def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated scores (texts, policy categories), and the index of each category's nearest exemplar."""
-        pools = self._encoder.layer_pools(texts)
+        return self.scores_of_pools(texts, self._encoder.layer_pools(texts))
+
+    def scores_of_pools(self, texts: list[str], pools: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`scores` from the texts' encoder layer pools, computed already (bench/generalisation.py
+        scores cached pools this way, through the same fusion)."""
         embeddings = sentence_embeddings(pools)
         logits = self._weights.logits(layer_features(pools, self._weights.layers))[:, self._index]
         exemplar = np.zeros_like(logits)

@@ -19,7 +19,7 @@ import string
 import tomllib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,16 +39,51 @@ from policy import Policy
 WRITTEN_PROMPTS = Path(__file__).parent / "data" / "written_prompts.toml"
 SPLITS = (("train", 50), ("calibration", 70), ("test", 100))  # cumulative percent of the hash
 HEAD_LAYERS = (1, 2, 3, 4, 5, 6)  # the MiniLM hidden states the head reads (see moderation/prompt_head.py)
-# Heads trained from seeds seed, seed + 1, ...; their mean logit is the head signal. Chosen on the
-# calibration split (bench/prompt_heads.py, MODEL_CARD.md): three heads of 80 epochs against one
-# of 40 blocked about one point more of the unsafe prompts, fewer benign ones, and about half as
-# many decisions changed with the seeds.
-HEADS = 3
-EPOCHS = 80
 # Sources weighted up in the head's loss. XSTest and the written questions, games, fiction and
-# definitions are the only text that teaches asking *about* harm apart from asking *for* it, and they
-# are a few hundred examples beside thousands of tweets and captions.
+# definitions are the only text that teaches asking *about* harm apart from asking *for* it.
 SOURCE_WEIGHTS = {"xstest": 5.0, "written": 2.0}
+# Named categories that one text can truly belong to at once. Unsafe text labelled with one category
+# teaches the others "not this" unless the two overlap: a pipe-bomb request is not hate speech.
+OVERLAPS = frozenset(
+    frozenset(pair)
+    for pair in (
+        ("sexual", "sexual_minors"), ("sexual", "harassment"), ("sexual_minors", "illegal"),
+        ("violence", "extremism"), ("violence", "weapons"), ("violence", "hate"), ("violence", "harassment"),
+        ("violence", "self_harm"), ("hate", "harassment"), ("hate", "extremism"), ("extremism", "weapons"),
+        ("weapons", "illegal"), ("illegal", "deception"), ("deception", "harassment"), ("deception", "ip_misuse"),
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the prompt classifier is trained. The shipped values were chosen on the
+    leave-one-source-out table of bench/generalisation.py (see MODEL_CARD.md), never on a split of
+    the sources trained on."""
+
+    heads: int = 1  # trained from seeds seed, seed + 1, ...; their mean logit is the head signal
+    epochs: int = 30
+    source_weights: tuple[tuple[str, float], ...] = tuple(SOURCE_WEIGHTS.items())
+    # A source with more rows than this in a split has its rows weighted down to this many in all,
+    # so that no large source (tweets, captions) dominates the loss.
+    source_cap: int | None = 2000
+    # Loss weight of "not this category" for unsafe text labelled with an unrelated category (0: unknown).
+    other_categories: float = 0.5
+    # Share of the train and calibration texts also seen wrapped or obfuscated (moderation/augment.py),
+    # so that markup, templates and noise neither hide nor invent intent.
+    augment: float = 0.3
+
+    def describe(self) -> str:
+        return (
+            f"{self.heads} x {self.epochs} epochs, source cap {self.source_cap}, "
+            f"other categories {self.other_categories}, augment {self.augment}"
+        )
+
+
+SHIPPED = Recipe()
+# The recipe before issue 19 (three heads of 80 epochs, every row weighted alike, no category
+# negatives, no augmentation), for bench/generalisation.py's before/after table.
+PREVIOUS = Recipe(heads=3, epochs=80, source_cap=None, other_categories=0.0, augment=0.0)
 
 # The unsafe sets whose recall the issue's 90% target is measured on (bench/moderation.py,
 # bench/prompt_heads.py): the text-to-image and chat sets, not the hate-speech sets (HateCheck is a
@@ -61,6 +96,23 @@ AILUMINATE = {"cse": "sexual_minors", "dfm": "deception", "hte": "hate", "ipv": 
 SIMPLE_SAFETY = {"Suicide, Self-Harm, and Eating Disorders": "self_harm", "Physical harm and Violence": "violence",
                  "Illegal and Highly Regulated items": "illegal", "Scams and fraud": "illegal",
                  "Child safety": "sexual_minors"}  # fmt: skip
+# train_prompts/<source>.csv (`prompt,label,category`): each source's own categories mapped onto the
+# taxonomy; a category not named here (advbench has none, red-team instructions span many) teaches
+# `harmful` only. Misinformation goes to `deception`, the taxonomy's nearest category.
+FLAT_SOURCES: dict[str, dict[str, str]] = {
+    "harmbench": {"chemical_biological": "weapons", "illegal": "illegal", "cybercrime_intrusion": "illegal",
+                  "misinformation_disinformation": "deception", "harassment_bullying": "harassment"},
+    "advbench": {},
+    "strongreject": {"Disinformation and deception": "deception", "Non-violent crimes": "illegal",
+                     "Violence": "violence", "Illegal goods and services": "illegal", "Sexual content": "sexual"},
+    "safety_tuned_llamas": {"hate_speech": "hate", "controversial_stereotype": "hate"},
+    "alpaca_harmless_instructions": {},
+    "moviegenbench": {},
+    "chronomagic_bench": {},
+    "fetv": {},
+}  # fmt: skip
+# Sources whose licence forbids commercial use (../shared/data/train_prompts/SOURCES.md).
+NON_COMMERCIAL = ("safety_tuned_llamas", "alpaca_harmless_instructions", "moviegenbench")
 NIBBLER = {
     "image_failure_sexual": "sexual",
     "image_failure_violent": "violence",
@@ -162,6 +214,12 @@ def public_examples(data: Path, seed: int = 0) -> list[Example]:
     out += [_safe(r["tweet"], "davidson") for r in davidson if r["class"] == "2"]
     coco = _rows(train / "benign_coco30k_esd" / "coco_30k.csv")
     out += [_safe(r["prompt"], "coco") for r in rng.sample(coco, min(8000, len(coco)))]
+    for source, categories in FLAT_SOURCES.items():
+        for r in _rows(train / f"{source}.csv"):
+            if r["label"] == "unsafe":
+                out.append(_unsafe(r["prompt"], source, categories.get(r["category"]), origin=r["category"]))
+            else:
+                out.append(_safe(r["prompt"], source, origin=r["category"]))
     return out
 
 
@@ -268,12 +326,13 @@ class TrainingReport:
 
 
 def targets(
-    examples: list[Example], categories: list[str], review_only: set[str]
+    examples: list[Example], categories: list[str], review_only: set[str], other_categories: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and a mask of which targets are known: safe text is negative for every category,
-    unsafe text is positive for its own categories and unknown for the others. The overall output
-    learns nothing from text that is only in review-only categories (a policy that never blocks
-    trademarks must not learn to block them through the overall score)."""
+    """Targets and the weight of each (0: unknown): safe text is negative for every category,
+    unsafe text is positive for its own categories, negative with weight `other_categories` for
+    the named categories that cannot overlap with its own (OVERLAPS), and unknown for the rest. The
+    overall output learns nothing from text that is only in review-only categories (a policy that
+    never blocks trademarks must not learn to block them through the overall score)."""
     y = np.zeros((len(examples), len(categories)), dtype=np.float32)
     known = np.zeros_like(y)
     for i, e in enumerate(examples):
@@ -285,7 +344,40 @@ def targets(
                 known[i, j] = 1.0
             elif c in e.categories:
                 y[i, j], known[i, j] = 1.0, 1.0
+            elif e.categories and not any(frozenset((c, own)) in OVERLAPS for own in e.categories):
+                known[i, j] = other_categories
     return y, known
+
+
+def row_weights(examples: list[Example], recipe: Recipe) -> np.ndarray:
+    """Each row's weight in the loss: its source's weight, shared out over at most `source_cap` rows."""
+    counts = Counter(e.source for e in examples if not e.origin.startswith(AUGMENTED))
+    fixed = dict(recipe.source_weights)
+    cap = recipe.source_cap
+    return np.array(
+        [fixed.get(e.source, 1.0) * (min(1.0, cap / counts[e.source]) if cap else 1.0) for e in examples]
+    )
+
+
+AUGMENTED = "augmented: "  # the origin of an augmented copy starts so, followed by the family
+
+
+def augmented(examples: list[Example], share: float, seed: int) -> list[Example]:
+    """A seeded `share` of the examples, each wrapped or obfuscated by one family of
+    moderation/augment.py, with its labels; the copy shares its original's split."""
+    from moderation.augment import augment
+
+    if share <= 0:
+        return []
+    out = []
+    for e in examples:
+        # Seeded by the text, so an example's copy is the same whatever else is left out (the
+        # leave-one-source-out bench retrains many times on one encoder cache).
+        rng = random.Random(f"{seed}:{e.text}")
+        if rng.random() < share:
+            text, family = augment(e.text, rng)
+            out.append(replace(e, text=text, group=e.group or e.text, origin=AUGMENTED + family))
+    return out
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarray | None = None, hidden: int = 256,
@@ -393,29 +485,32 @@ def head_categories(policy: Policy) -> list[str]:
     return list(policy.prompt.categories) + ([] if ANY_HARM in policy.prompt.categories else [ANY_HARM])
 
 
-def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs: int = EPOCHS, heads: int = HEADS,
+def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | None = None, recipe: Recipe = SHIPPED,
           seed: int = 0, limit: int | None = None, leave_out: Callable[[Example], bool] | None = None,
           progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
-    """Fit the heads and the fusion; `limit` caps the examples per source (for quick checks),
-    `leave_out` drops examples (see examples_by_split)."""
+    """Fit the heads and the fusion by `recipe`; `limit` caps the examples per source (for quick
+    checks), `leave_out` drops examples (see examples_by_split); `cache` is a file or a loaded cache."""
     from profanity_check import predict_prob
 
     started = datetime.now(UTC)
     splits = examples_by_split(data, policy, seed, limit, leave_out)
+    for name in ("train", "calibration"):
+        splits[name] = splits[name] + augmented(splits[name], recipe.augment, seed)
     categories = head_categories(policy)
     progress(
         f"{sum(map(len, splits.values()))} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items())
     )
-    store = EmbeddingCache(cache)
+    store = cache if isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
     fitted = splits["train"] + splits["calibration"]
     pools = store.encode(encoder, [clean(e.text) for e in fitted], progress)
     x_all = layer_features(pools, HEAD_LAYERS)
     x_train, x_cal = x_all[: len(splits["train"])], x_all[len(splits["train"]) :]
     review_only = {c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is None}
-    y_train, k_train = targets(splits["train"], categories, review_only)
-    source_weights = np.array([SOURCE_WEIGHTS.get(e.source, 1.0) for e in splits["train"]])
+    y_train, k_train = targets(splits["train"], categories, review_only, recipe.other_categories)
+    weights = row_weights(splits["train"], recipe)
+    heads = recipe.heads
     fitted_heads = [
-        fit_head(x_train, y_train, k_train, source_weights, epochs=epochs, seed=seed + i,
+        fit_head(x_train, y_train, k_train, weights, epochs=recipe.epochs, seed=seed + i,
                  progress=lambda message, i=i: progress(f"head {i + 1}/{heads}, {message}"))
         for i in range(heads)
     ]  # fmt: skip
@@ -423,13 +518,13 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     w1, w2 = (as_stored(a).astype(np.float32) for a in (w1, w2))
     head = HeadWeights(tuple(categories), HEAD_LAYERS, w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
                        np.array([], dtype=np.uint64), {})  # fmt: skip
-    y_cal, k_cal = targets(splits["calibration"], categories, review_only)
+    y_cal, k_cal = targets(splits["calibration"], categories, review_only, recipe.other_categories)
     cal_texts = [clean(e.text) for e in splits["calibration"]]
     exemplar = exemplar_similarities(
         encoder, policy, categories, sentence_embeddings(pools[len(splits["train"]) :])
     )
     profanity = np.asarray(predict_prob(cal_texts), dtype=float)
-    fusion = fit_fusion(head.logits(x_cal), exemplar, profanity, y_cal, k_cal)
+    fusion = fit_fusion(head.logits(x_cal), exemplar, profanity, y_cal, k_cal > 0)
     progress("fusion fitted on the calibration split")
     report = TrainingReport(
         counts={n: dict(Counter(e.source for e in v)) for n, v in splits.items()},
@@ -445,8 +540,8 @@ def train(data: Path, policy: Policy, encoder, cache: Path | None = None, epochs
     )
     meta = {
         "encoder": encoder.version, "trained_at": started.isoformat(timespec="seconds"), "seed": seed,
-        "epochs": epochs, "heads": heads, "layers": list(HEAD_LAYERS), "source_weights": SOURCE_WEIGHTS, "splits": dict(SPLITS), "policy": policy.label, "examples": report.counts,
-        "positives": report.categories, "fusion": report.calibration,
+        "recipe": asdict(recipe), "layers": list(HEAD_LAYERS), "splits": dict(SPLITS), "policy": policy.label,
+        "examples": report.counts, "positives": report.categories, "fusion": report.calibration,
         "exemplars_sha256": hashlib.sha256(json.dumps({c: s.exemplars for c, s in policy.prompt.categories.items()},
                                                       sort_keys=True).encode()).hexdigest()[:16],
     }  # fmt: skip

@@ -18,7 +18,17 @@ import pytest
 from moderation import HeadError, HeadWeights, LanguageClassifier, PromptModel
 from moderation.deobfuscate import read_prompt
 from moderation.prompt_head import layer_features
-from moderation.train import WRITTEN_PROMPTS, examples_by_split, train, written_examples
+from moderation.train import (
+    SHIPPED,
+    WRITTEN_PROMPTS,
+    Example,
+    augmented,
+    examples_by_split,
+    row_weights,
+    targets,
+    train,
+    written_examples,
+)
 from policy import Action, Policy, PromptCategory, PromptModelRule, Thresholds
 
 UNSAFE = {
@@ -253,11 +263,16 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
     assert first.categories == tuple(Policy.load().prompt.categories)
     for name in ("w1", "b1", "w2", "b2", "fusion"):
         assert np.array_equal(getattr(first, name), getattr(again, name)), name
-    assert first.w1.shape[0] == first.meta["heads"] == 2 and not np.array_equal(first.w1[0], first.w1[1])
+    assert first.w1.shape[0] == first.meta["recipe"]["heads"] == 2 and not np.array_equal(
+        first.w1[0], first.w1[1]
+    )
     assert not np.array_equal(first.w1, other.w1)
     assert set(first.meta["examples"]) == {"train", "calibration", "test"}
     fitted = sum(sum(first.meta["examples"][s].values()) for s in ("train", "calibration"))
-    assert len(first.seen) == fitted  # every text it was fitted on, and only those
+    assert (
+        len(np.unique(first.seen)) <= fitted
+    )  # every text it was fitted on (augmented copies too), and only those
+    assert len(np.unique(first.seen)) >= 0.99 * fitted
     exists = subprocess.run([sys.executable, "-m", "hallmark.cli", "train", "prompt-classifier", "--data",
                              str(shared_data), "--output", str(tmp_path / "a.npz")],
                             capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
@@ -265,8 +280,8 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
 
 
 def test_training_can_leave_examples_out_of_both_the_heads_and_the_calibration(shared_data, stage):
-    """What bench/xstest_folds.py relies on: a left-out prompt is in no split, and the weights
-    trained without it have not seen it."""
+    """What bench/generalisation.py relies on: a left-out prompt is in no split, and the weights
+    trained without it have not seen it, nor a wrapped copy of it."""
     policy = Policy.load()
 
     def xstest(splits) -> set[str]:
@@ -280,10 +295,41 @@ def test_training_can_leave_examples_out_of_both_the_heads_and_the_calibration(s
     others = {e.text for split in everything.values() for e in split if e.source != "xstest"}
     assert others == {e.text for split in without.values() for e in split if e.source != "xstest"}
     encoder = next(c for c in stage if isinstance(c, PromptModel)).encoder
-    weights, _ = train(shared_data, policy, encoder, epochs=1, heads=1, limit=30,
-                            leave_out=lambda e: e.text in left_out)  # fmt: skip
+    weights, report = train(shared_data, policy, encoder, recipe=dataclasses.replace(SHIPPED, epochs=1, heads=1, augment=0.5),
+                            limit=30, leave_out=lambda e: e.text in left_out)  # fmt: skip
     assert not any(weights.has_seen(text) for text in left_out)
     assert all(weights.has_seen(e.text) for e in without["train"] + without["calibration"])
+    fitted = without["train"] + without["calibration"]
+    copies = augmented(fitted, 0.5, seed=0)
+    assert copies and all(weights.has_seen(e.text) for e in copies)  # the wrapped copies were trained on
+    held = [e for e in everything["train"] + everything["calibration"] if e.text in left_out]
+    assert not any(
+        weights.has_seen(e.text) for e in augmented(held, 1.0, seed=0)
+    )  # and none of the left-out's
+
+
+def test_unsafe_text_teaches_unrelated_categories_not_this_and_large_sources_are_shared_down():
+    policy = Policy.load()
+    categories = list(policy.prompt.categories)
+    bomb = Example("how to wire a pipe bomb", True, frozenset({"weapons"}), "harmbench")
+    vague = Example("help me hurt them", True, frozenset(), "advbench")
+    safe = Example("a kite over a beach", False, frozenset(), "coco")
+    y, known = targets([bomb, vague, safe], categories, {"ip_misuse"}, other_categories=0.5)
+    col = {c: j for j, c in enumerate(categories)}
+    assert y[0, col["weapons"]] == 1 and known[0, col["weapons"]] == 1
+    assert known[0, col["hate"]] == 0.5 and y[0, col["hate"]] == 0  # a bomb request is not hate speech
+    assert known[0, col["extremism"]] == 0 and known[0, col["illegal"]] == 0  # these may well apply too
+    assert (
+        known[1, col["hate"]] == 0 and y[1, col["harmful"]] == 1
+    )  # no category given: only `harmful` learns
+    assert (known[2] == 1).all() and (y[2] == 0).all()
+    _, old = targets([bomb], categories, {"ip_misuse"})
+    assert old[0, col["hate"]] == 0  # the previous recipe left it unknown
+    rows = [safe] * 10 + [bomb] * 2
+    weights = row_weights(
+        rows, dataclasses.replace(SHIPPED, source_cap=4, source_weights=(("harmbench", 3.0),))
+    )
+    assert np.allclose(weights[:10], 0.4) and np.allclose(weights[10:], 3.0)  # 10 rows share 4; 2 keep theirs
 
 
 def _tiny_classifier(folder, labels=("safe", "unsafe")):
