@@ -1,6 +1,8 @@
-"""Prompt screening, held out: precision, recall, false blocks, AUPRC and latency of the default
-policy's whole prompt stage on the test split of every labelled source in ../shared/data, per
-source and per the source's own categories; recall under obfuscation; and operating points.
+"""Prompt screening on the test split of the sources trained on: precision, recall, false
+blocks, AUPRC and latency of the default policy's whole prompt stage on the test split of every
+labelled source in ../shared/data, per source and per the source's own categories; recall under
+obfuscation; and operating points. In distribution, so it shows what the classifier remembers
+more than how it generalises; bench/generalisation.py measures that, one source left out at a time.
 
     python bench/moderation.py [--policy FILE] [--limit N] [--split calibration]
 
@@ -25,13 +27,19 @@ import random
 import sys
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SOURCES = ("xstest", "ailuminate", "partiprompts", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests",
-           "coco", "hatecheck", "toxigen")  # fmt: skip
+           "coco", "hatecheck", "toxigen", "harmbench", "advbench", "strongreject", "safety_tuned_llamas",
+           "alpaca_harmless_instructions", "moviegenbench", "chronomagic_bench", "fetv")  # fmt: skip
+# The unsafe sets whose recall the operating-point table sums: the text-to-image and chat sets, not
+# the hate-speech sets (HateCheck is a functional suite whose templates every split shares).
+RECALL_SOURCES = ("xstest", "ailuminate", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests",
+                  "harmbench", "advbench", "strongreject", "safety_tuned_llamas")  # fmt: skip
 CATEGORY_SOURCES = ("xstest", "ailuminate", "nibbler", "simplesafetytests")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 HOMOGLYPHS = str.maketrans({"a": "а", "e": "е", "o": "о", "p": "р", "c": "с"})
@@ -70,7 +78,7 @@ def main() -> None:
     from hallmark.settings import Settings
     from moderation import PromptModel
     from moderation.evaluate import LabeledPrompt, metrics, score_prompts
-    from moderation.train import RECALL_SOURCES, dedupe, public_examples
+    from moderation.train import dedupe, public_examples
     from policy import Action, Policy
 
     torch.set_num_threads(2)
@@ -104,7 +112,7 @@ def main() -> None:
     scored_by_source, categories = {}, {}
     for source in SOURCES:
         prompts = by_source[source][: args.limit]
-        scored = score_prompts(classify, prompts)
+        scored = score_prompts([SimpleNamespace(classify=classify)], prompts)  # one prompt at a time: latency
         scored_by_source[source] = scored
         m = metrics(scored)
         categories[source] = m.by_category

@@ -545,10 +545,14 @@ def eval_prompts(
     include_seen: Annotated[
         bool, typer.Option(help="Keep prompts the prompt classifier was trained or calibrated on.")
     ] = False,
+    batch: Annotated[
+        int,
+        typer.Option(min=1, max=4096, help="Prompts scored together; 1 measures each prompt's latency."),
+    ] = 64,
 ) -> None:
     """Run the policy's prompt stage on labelled prompts: precision, recall, false-block rate,
-    AUPRC and latency per file, and the block rate per category. Prompts the classifier was fitted
-    on are left out, so the figures are held-out figures."""
+    AUPRC, prompts per second and time per prompt per file, and the block rate per category.
+    Prompts the classifier was fitted on are left out, so the figures are held-out figures."""
     from dataclasses import asdict
 
     from hallmark.compose import build_prompt_classifiers, configure_torch
@@ -576,16 +580,13 @@ def eval_prompts(
                               "fitted on (--include-seen keeps them)")  # fmt: skip
             sets[name] = kept
 
-    def classify(text: str):
-        return [v for c in classifiers for v in c.classify(text)]
-
     results = {}
     for name, prompts in sets.items():
         with Progress(TextColumn(f"{name:<28}"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=True) as bar:  # fmt: skip
             task = bar.add_task(name, total=len(prompts))
             scored = score_prompts(
-                classify, prompts, lambda done, total, t=task: bar.update(t, completed=done)
+                classifiers, prompts, batch, lambda done, total, t=task: bar.update(t, completed=done)
             )
         if not prompts:
             raise _fail(f"{name}: no prompts left to evaluate")
@@ -598,8 +599,8 @@ def eval_prompts(
         )
         return
     table = Table(title=f"Prompt screening under {loaded.label}", title_justify="left")
-    for column in ("dataset", "n", "unsafe", "blocked", "precision", "recall", "false blocks", "AUPRC", "p50 ms",
-                   "p95 ms"):  # fmt: skip
+    for column in ("dataset", "n", "unsafe", "blocked", "precision", "recall", "false blocks", "AUPRC",
+                   "prompts/s", "p50 ms", "p95 ms"):  # fmt: skip
         table.add_column(column, justify="left" if column == "dataset" else "right")
 
     def pct(value):
@@ -607,8 +608,8 @@ def eval_prompts(
 
     for name, m in results.items():
         table.add_row(name, str(m.n), str(m.unsafe), str(m.blocked), pct(m.precision), pct(m.recall),
-                      pct(m.false_block_rate), "-" if m.auprc is None else f"{m.auprc:.3f}", f"{m.p50_ms:.1f}",
-                      f"{m.p95_ms:.1f}")  # fmt: skip
+                      pct(m.false_block_rate), "-" if m.auprc is None else f"{m.auprc:.3f}",
+                      f"{m.prompts_per_s:.0f}", f"{m.p50_ms:.1f}", f"{m.p95_ms:.1f}")  # fmt: skip
     Console().print(table)
     for name, m in results.items():
         if m.by_category:

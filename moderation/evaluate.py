@@ -47,6 +47,7 @@ class Metrics:
     auprc: float | None  # average precision of the score against the label
     p50_ms: float
     p95_ms: float
+    prompts_per_s: float  # prompts scored per second of wall time
     by_category: dict[str, float] = field(default_factory=dict)  # recall (unsafe) or block rate (safe)
 
 
@@ -98,20 +99,29 @@ def _unsafe(label: str, path: Path) -> bool:
 
 
 def score_prompts(
-    classify: Callable[[str], Sequence[Verdict]], prompts: Sequence[LabeledPrompt],
+    classifiers: Sequence, prompts: Sequence[LabeledPrompt], batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Scored]:  # fmt: skip
-    """Run the prompt stage on every prompt, timing each."""
+    """Run the prompt stage's classifiers on every prompt, `batch_size` prompts at a time (a
+    classifier with `classify_many` scores a batch in one pass, the others one prompt at a time).
+    Each prompt's time is its batch's time shared out: with batches of one, its latency."""
     scored = []
-    for i, prompt in enumerate(prompts):
-        start = time.perf_counter()
-        verdicts = classify(prompt.text)
-        seconds = time.perf_counter() - start
-        actions = {v.action for v in verdicts}
-        scored.append(Scored(prompt, max((v.score for v in verdicts), default=0.0), Action.block in actions,
-                             Action.flag in actions and Action.block not in actions, seconds))  # fmt: skip
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        texts = [p.text for p in batch]
+        began = time.perf_counter()
+        per_prompt: list[list[Verdict]] = [[] for _ in batch]
+        for c in classifiers:
+            many = c.classify_many(texts) if hasattr(c, "classify_many") else [c.classify(t) for t in texts]
+            for verdicts, more in zip(per_prompt, many, strict=True):
+                verdicts.extend(more)
+        seconds = (time.perf_counter() - began) / len(batch)
+        for prompt, verdicts in zip(batch, per_prompt, strict=True):
+            actions = {v.action for v in verdicts}
+            scored.append(Scored(prompt, max((v.score for v in verdicts), default=0.0), Action.block in actions,
+                                 Action.flag in actions and Action.block not in actions, seconds))  # fmt: skip
         if progress:
-            progress(i + 1, len(prompts))
+            progress(len(scored), len(prompts))
     return scored
 
 
@@ -136,6 +146,7 @@ def metrics(scored: Sequence[Scored]) -> Metrics:
         flag_rate=sum(s.flagged for s in scored) / len(scored),
         auprc=average_precision([s.score for s in scored], [s.prompt.unsafe for s in scored]),
         p50_ms=_percentile(times, 50), p95_ms=_percentile(times, 95),
+        prompts_per_s=len(scored) / max(sum(s.seconds for s in scored), 1e-9),
         by_category={c: sum(s.blocked for s in rows) / len(rows) for c, rows in sorted(by_category.items())},
     )  # fmt: skip
 

@@ -192,8 +192,22 @@ class PromptModel:
         return self._weights.fuse(logits, exemplar, profanity, self._index), nearest
 
     def classify(self, prompt: str) -> list[Verdict]:
-        reading = read_prompt(prompt)
-        scores, nearest = self.scores(reading.texts)
+        return self.classify_many([prompt])[0]
+
+    def classify_many(self, prompts: list[str]) -> list[list[Verdict]]:
+        """`classify` for many prompts at once: every view of every prompt goes through the encoder
+        in one batched pass, which is several times faster per prompt than one prompt at a time."""
+        readings = [read_prompt(p) for p in prompts]
+        texts = list(dict.fromkeys(t for r in readings for t in r.texts))
+        scores, nearest = self.scores(texts)
+        row = {t: i for i, t in enumerate(texts)}
+        out = []
+        for reading in readings:
+            rows = [row[t] for t in reading.texts]
+            out.append(self._verdicts(reading, scores[rows], nearest[rows]))
+        return out
+
+    def _verdicts(self, reading: Reading, scores: np.ndarray, nearest: np.ndarray) -> list[Verdict]:
         verdicts = []
         named = [j for j, c in enumerate(self._categories) if c != ANY_HARM]
         for j, (category, spec) in enumerate(self._categories.items()):

@@ -380,3 +380,26 @@ def test_an_extra_transformers_model_adds_verdicts_under_the_policys_mapping(tmp
         TransformersTextClassifier(rule.model_copy(update={"labels": {"toxic": "harassment"}}))
     with pytest.raises(ExternalModelError, match="cannot load the prompt model"):
         TransformersTextClassifier(rule.model_copy(update={"model": str(tmp_path / "nothing-here")}))
+
+
+def test_a_batch_gets_the_verdicts_each_prompt_gets_alone(stage):
+    """`hallmark eval prompts` scores batches (`classify_many`); a prompt's verdicts must not depend
+    on what else is in its batch."""
+    from moderation.evaluate import LabeledPrompt, score_prompts
+
+    model = next(c for c in stage if isinstance(c, PromptModel))
+    prompts = [*SAFE[:3], *list(UNSAFE)[:3], HIDDEN["wrapper"], HIDDEN["storyboard"], SAFE[0]]
+    alone = [model.classify(p) for p in prompts]
+    together = model.classify_many(prompts)
+    # The same verdicts; scores equal up to float rounding (padding in a batch changes the sums' order).
+    assert [[(v.category, v.action, v.detail) for v in vs] for vs in together] == [
+        [(v.category, v.action, v.detail) for v in vs] for vs in alone
+    ]
+    assert np.allclose(
+        [v.score for vs in together for v in vs], [v.score for vs in alone for v in vs], atol=1e-4
+    )
+    labelled = [LabeledPrompt(p, p in UNSAFE or p in HIDDEN.values()) for p in prompts]
+    batched, single = score_prompts(stage, labelled, batch_size=4), score_prompts(stage, labelled)
+    assert [(s.blocked, s.flagged) for s in batched] == [(s.blocked, s.flagged) for s in single]
+    assert np.allclose([s.score for s in batched], [s.score for s in single], atol=1e-4)
+    assert sum(s.blocked for s in batched) >= 5
