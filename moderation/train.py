@@ -85,10 +85,6 @@ SHIPPED = Recipe()
 # negatives, no augmentation), for bench/generalisation.py's before/after table.
 PREVIOUS = Recipe(heads=3, epochs=80, source_cap=None, other_categories=0.0, augment=0.0)
 
-# The unsafe sets whose recall the issue's 90% target is measured on (bench/moderation.py,
-# bench/prompt_heads.py): the text-to-image and chat sets, not the hate-speech sets (HateCheck is a
-# functional suite whose templates every split shares).
-RECALL_SOURCES = ("xstest", "ailuminate", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests")
 # How each source's labels map onto the default taxonomy. None: unsafe, category not given.
 AILUMINATE = {"cse": "sexual_minors", "dfm": "deception", "hte": "hate", "ipv": "ip_misuse", "iwp": "weapons",
               "ncr": "illegal", "prv": "harassment", "sxc_prn": "sexual", "ssh": "self_harm", "vcr": "violence",
@@ -467,7 +463,7 @@ def examples_by_split(
 ) -> dict[str, list[Example]]:  # fmt: skip
     """Every training text (../shared/data, the written prompts, the policy's exemplars), deduplicated,
     by split; `limit` caps the examples per source, `leave_out` drops the examples it is true of
-    (bench/xstest_folds.py holds out one fold of XSTest that way)."""
+    (bench/generalisation.py holds out one source at a time that way)."""
     examples = public_examples(data, seed) + written_examples(seed=seed) + exemplar_examples(policy)
     if limit:
         by_source: dict[str, list[Example]] = {}
