@@ -89,7 +89,8 @@ class CachedEncoder:
 
 
 def auprc(scores: list[float], labels: list[bool]) -> float | None:
-    if not any(labels) or all(labels):
+    """Average precision, where a source has at least ten prompts of each label."""
+    if min(sum(labels), len(labels) - sum(labels)) < 10:
         return None
     from sklearn.metrics import average_precision_score
 
