@@ -646,12 +646,16 @@ def train_prompt_classifier(
         typer.Option(help="An .npz file caching the encoder's pooled layers (float16) between runs."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    without_non_commercial: Annotated[
+        bool,
+        typer.Option(help="Leave out the sources licensed for non-commercial use only (CC BY-NC)."),
+    ] = False,
 ) -> None:
     """Rebuild the prompt classifier from ../shared/data, the written video prompts and the
     policy's exemplars. `--output moderation/weights/prompt_head.npz` rebuilds the shipped one."""
     from hallmark.compose import configure_torch
     from moderation import HeadWeights, MiniLMEncoder
-    from moderation.train import SHIPPED, DataError, train
+    from moderation.train import NON_COMMERCIAL, SHIPPED, DataError, train
     from policy import Policy, PolicyError
 
     if output.exists() and not overwrite:
@@ -666,7 +670,9 @@ def train_prompt_classifier(
         encoder = MiniLMEncoder(device=settings.device)
     try:
         recipe = replace(SHIPPED, epochs=epochs or SHIPPED.epochs, heads=heads or SHIPPED.heads)
+        leave_out = (lambda e: e.source in NON_COMMERCIAL) if without_non_commercial else None
         weights, report = train(data, loaded, encoder, cache=cache, recipe=recipe, seed=seed, limit=limit,
+                                leave_out=leave_out,
                                 progress=lambda message: console.print(message, highlight=False))  # fmt: skip
     except DataError as exc:
         raise _fail(str(exc)) from exc

@@ -20,6 +20,7 @@ from moderation import HeadError, HeadWeights, LanguageClassifier, PromptModel
 from moderation.deobfuscate import read_prompt
 from moderation.prompt_head import layer_features
 from moderation.train import (
+    NON_COMMERCIAL,
     SHIPPED,
     WRITTEN_PROMPTS,
     Example,
@@ -256,18 +257,18 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
     env = {**os.environ, "HALLMARK_DATA_DIR": str(tmp_path / "d"), "HALLMARK_TORCH_THREADS": "2",
            "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}  # fmt: skip
 
-    def train(name: str, seed: int) -> HeadWeights:
+    def train(name: str, seed: int, *more: str) -> HeadWeights:
         out = tmp_path / name
         run = subprocess.run(
             [sys.executable, "-m", "hallmark.cli", "train", "prompt-classifier", "--data", str(shared_data),
-             "--limit", "25", "--epochs", "3", "--heads", "2", "--seed", str(seed), "--output", str(out)],
+             "--limit", "25", "--epochs", "3", "--heads", "2", "--seed", str(seed), "--output", str(out), *more],
             capture_output=True, text=True, env=env, timeout=600,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
         assert "wrote" in run.stdout and "Positives per category" in run.stdout
         return HeadWeights.load(out)
 
-    first, again, other = train("a.npz", 0), train("b.npz", 0), train("c.npz", 1)
+    first, again, other = train("a.npz", 0), train("b.npz", 0), train("c.npz", 1, "--without-non-commercial")
     assert first.categories == tuple(Policy.load().prompt.categories)
     for name in ("w1", "b1", "w2", "b2", "fusion"):
         assert np.array_equal(getattr(first, name), getattr(again, name)), name
@@ -275,6 +276,9 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
         first.w1[0], first.w1[1]
     )
     assert not np.array_equal(first.w1, other.w1)
+    trained_on = {s for split in ("train", "calibration") for s in other.meta["examples"][split]}
+    assert set(NON_COMMERCIAL) <= {s for s in first.meta["examples"]["train"]}
+    assert not trained_on & set(NON_COMMERCIAL) and "fetv" in trained_on  # CC BY-NC sources left out
     assert set(first.meta["examples"]) == {"train", "calibration", "test"}
     fitted = sum(sum(first.meta["examples"][s].values()) for s in ("train", "calibration"))
     assert (
