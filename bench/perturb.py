@@ -22,6 +22,12 @@ import re
 import string
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+# The repository root before bench/, whose moderation.py would hide the moderation package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from moderation.augment import rewrite_words  # noqa: E402
 
 HTML_TEMPLATES = (
     '<section id="main"><article>{text}</article></section>',
@@ -232,14 +238,6 @@ def _content_words(text: str, rng: random.Random, min_len: int, letters: str = "
     return words
 
 
-def _rewrite(text: str, words: list[re.Match[str]], change: Callable[[str], str]) -> str:
-    out, end = [], 0
-    for m in sorted(words, key=lambda m: m.start()):
-        out += [text[end : m.start()], change(m.group())]
-        end = m.end()
-    return "".join(out) + text[end:]
-
-
 def _typos(text: str, rng: random.Random) -> str:
     def typo(word: str) -> str:
         i = rng.randrange(len(word))
@@ -255,7 +253,7 @@ def _typos(text: str, rng: random.Random) -> str:
 
     words = _content_words(text, rng, min_len=4)
     count = min(3, max(1, len(words) // 3 + rng.randint(0, 1)))
-    return _rewrite(text, words[:count], typo)
+    return rewrite_words(text, words[:count], typo)
 
 
 def _split_words(text: str, rng: random.Random) -> str:
@@ -267,7 +265,7 @@ def _split_words(text: str, rng: random.Random) -> str:
         return f"{word[:i]} {word[i:]}"
 
     words = _content_words(text, rng, min_len=4)
-    return _rewrite(text, words[: rng.randint(1, 3)], split)
+    return rewrite_words(text, words[: rng.randint(1, 3)], split)
 
 
 def _leetspeak_spaced(text: str, rng: random.Random) -> str:
@@ -277,7 +275,7 @@ def _leetspeak_spaced(text: str, rng: random.Random) -> str:
         return separator.join(rng.choice(_LEET[c.lower()]) if c.lower() in _LEET else c for c in word)
 
     words = _content_words(text, rng, min_len=4)
-    return _rewrite(text, words[: max(1, len(words) // 3)], leet)
+    return rewrite_words(text, words[: max(1, len(words) // 3)], leet)
 
 
 def _lookalikes(text: str, rng: random.Random) -> str:
@@ -290,7 +288,7 @@ def _lookalikes(text: str, rng: random.Random) -> str:
     words = _content_words(text, rng, min_len=4, letters=letters) or _content_words(
         text, rng, min_len=1, letters=letters
     )
-    return _rewrite(text, words[: max(1, len(words) // 2)], disguise)
+    return rewrite_words(text, words[: max(1, len(words) // 2)], disguise)
 
 
 WRAPPERS: dict[str, Callable[[str, random.Random], str]] = {

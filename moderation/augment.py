@@ -180,7 +180,8 @@ def _pick_words(
     return words if count is None else words[:count]
 
 
-def _rewrite(text: str, words: list[re.Match[str]], change: Callable[[str], str]) -> str:
+def rewrite_words(text: str, words: list[re.Match[str]], change: Callable[[str], str]) -> str:
+    """`text` with each of the matched `words` replaced by `change(word)`, the rest as it was."""
     out, end = [], 0
     for m in sorted(words, key=lambda m: m.start()):
         out += [text[end : m.start()], change(m.group())]
@@ -197,7 +198,7 @@ def _typos(text: str, rng: random.Random) -> str:
         i = rng.randrange(len(word))
         return word[:i] + word[i + 1 :]
 
-    return _rewrite(text, _pick_words(text, rng.randint(1, 3), rng, min_len=4), typo)
+    return rewrite_words(text, _pick_words(text, rng.randint(1, 3), rng, min_len=4), typo)
 
 
 def _split_words(text: str, rng: random.Random) -> str:
@@ -205,7 +206,7 @@ def _split_words(text: str, rng: random.Random) -> str:
         i = rng.randint(2, len(word) - 2)
         return f"{word[:i]} {word[i:]}"
 
-    return _rewrite(text, _pick_words(text, rng.randint(1, 2), rng, min_len=5), split)
+    return rewrite_words(text, _pick_words(text, rng.randint(1, 2), rng, min_len=5), split)
 
 
 def _leetspeak(text: str, rng: random.Random) -> str:
@@ -220,7 +221,7 @@ def _leetspeak(text: str, rng: random.Random) -> str:
         chars = [_LEET[c.lower()] if i in chosen else c for i, c in enumerate(word)]
         return " ".join(chars) if spaced else "".join(chars)
 
-    return _rewrite(text, words, leet)
+    return rewrite_words(text, words, leet)
 
 
 def _lookalikes(text: str, rng: random.Random) -> str:
@@ -230,7 +231,7 @@ def _lookalikes(text: str, rng: random.Random) -> str:
         return "".join(rng.choice(_LOOKALIKES[c]) if i in chosen else c for i, c in enumerate(word))
 
     words = _pick_words(text, rng.randint(1, 3), rng, min_len=3, letters="".join(_LOOKALIKES))
-    return _rewrite(text, words, disguise)
+    return rewrite_words(text, words, disguise)
 
 
 _FAMILY_FUNCTIONS: dict[str, Callable[[str, random.Random], str]] = {
