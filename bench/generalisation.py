@@ -163,9 +163,9 @@ def main() -> None:
 
     # Every example once (all splits), grouped by held-out source; a seeded sample is scored.
     everything = [e for split in examples_by_split(DATA, policy).values() for e in split]
-    rng = random.Random(0)
     held: dict[str, list] = {}
     for source in held_sources:
+        rng = random.Random(f"sample {source}")  # the same sample whatever else is held out
         rows = [e for e in everything if source_of(e) == source]
         sample = []
         for unsafe in (True, False):
