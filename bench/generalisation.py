@@ -270,29 +270,27 @@ def main() -> None:
 
 
 def print_kinds(results: dict[str, list[Outcome]]) -> None:
+    """Per kind of source, the macro mean and the worst source. A source counts for a label where it
+    has at least ten prompts of it (PartiPrompts has one text another source labels unsafe)."""
+
+    def rates(sources, unsafe: bool) -> dict[str, float]:
+        groups = {s: [o for o in results.get(s, []) if o.unsafe is unsafe] for s in sources}
+        return {s: rate(group, "blocked") for s, group in groups.items() if len(group) >= 10}
+
+    def macro(values: dict[str, float], worst) -> str:
+        if not values:
+            return "-"
+        name = worst(values, key=values.get)
+        return f"{sum(values.values()) / len(values):.1%} ({name} {values[name]:.1%})"
+
     print("\n| kind of source | sources | unsafe blocked, macro (worst) | benign blocked, macro (worst) |")
     print("| --- | ---: | ---: | ---: |")
-    every_unsafe, every_benign = [], []
     for kind, sources in [*KINDS.items(), ("all sources", tuple(results))]:
-        recall = {s: rate([o for o in results[s] if o.unsafe], "blocked") for s in sources if s in results}
-        benign = {
-            s: rate([o for o in results[s] if not o.unsafe], "blocked") for s in sources if s in results
-        }
-        recall = {s: r for s, r in recall.items() if r is not None}
-        benign = {s: r for s, r in benign.items() if r is not None}
-        if not recall and not benign:
-            continue
-
-        def macro(rates: dict[str, float], worst) -> str:
-            if not rates:
-                return "-"
-            name = worst(rates, key=rates.get)
-            return f"{sum(rates.values()) / len(rates):.1%} ({name} {rates[name]:.1%})"
-
-        print(f"| {kind} | {len(set(recall) | set(benign))} | {macro(recall, min)} | {macro(benign, max)} |")
-        if kind != "all sources":
-            every_unsafe += list(recall.values())
-            every_benign += list(benign.values())
+        recall, benign = rates(sources, True), rates(sources, False)
+        if recall or benign:
+            print(
+                f"| {kind} | {len(set(recall) | set(benign))} | {macro(recall, min)} | {macro(benign, max)} |"
+            )
 
 
 def print_perturbations(under: dict[str, list[tuple[Outcome, Outcome]]]) -> None:
