@@ -588,7 +588,8 @@ def read_prompt(prompt: str, max_views: int = 12) -> Reading:
     unpadded, padded = _without_noise(unmarked)
     text = clean(unpadded)
     if text and text != base:
-        removed = ["markup"] * bool(kinds) + ["noise"] * (unpadded != unmarked)
+        # Markup reading can change a text without naming a kind (a stray entity, a bare tag end).
+        removed = ["markup"] * (bool(kinds) or unpadded == unmarked) + ["noise"] * (unpadded != unmarked)
         views.append(View(text, " and ".join(removed) + " removed"))
     else:
         text = base
