@@ -4,8 +4,8 @@
 views counts): the text as written, without HTML/Markdown/JSON markup and random prefix or suffix
 noise, with leetspeak folded, with spaced-out letters joined, with words split mid-word joined,
 with one-edit typos corrected, with base64, hex, percent or rot13 payloads decoded, without
-role-play or "ignore previous instructions" wrappers, quoted dialogue on its own, the opening and
-ending of a long prompt, and each storyboard segment on its own. Each deobfuscating view builds on
+role-play or "ignore previous instructions" wrappers, quoted dialogue on its own, each passage of
+a long prompt, and each storyboard segment on its own. Each deobfuscating view builds on
 the one before it, so a payload hidden by several tricks at once is still read. It also names the
 evasion techniques it found, which the policy may flag or block on their own.
 """
@@ -133,7 +133,10 @@ _JSON_PAIR = re.compile(r"\"(?:[^\"\\]|\\.)*\"\s*:\s*\"((?:[^\"\\]|\\.)*)\"")
 _QUOTED = re.compile(r"\"([^\"]{3,600})\"|“([^”]{3,600})”|«([^»]{3,600})»")
 # Punctuation that ends sentences or wraps quotes: never noise on its own.
 _SOFT = set("\"'“”‘’«»()[]{}.,!?;:-–—…")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+_PASSAGE_WORDS = 30  # a request is a sentence or two: a longer passage dilutes it in the mean pool
+_FRAGMENT_WORDS = 4  # "Scene 2.", "Hi!": read with the sentence next to them
+_MAX_PASSAGES = 24  # about 4,000 characters of text; the default policy refuses prompts over 2,000
 
 # Short words that are words in their own right: never treated as the fragment of a split word.
 _FUNCTION_WORDS = frozenset(
@@ -561,12 +564,37 @@ def _quotes(text: str) -> list[str]:
     return found[:3]
 
 
-def _ends(text: str, words: int = 30) -> tuple[str, str]:
-    """The first two and the last two sentences of `text`, each at most `words` words."""
-    sentences = _SENTENCE.split(text)
-    head = " ".join(" ".join(sentences[:2]).split()[:words])
-    tail = " ".join(" ".join(sentences[-2:]).split()[-words:])
-    return head, tail
+def passages(text: str, words: int = _PASSAGE_WORDS, most: int = _MAX_PASSAGES) -> list[str]:
+    """`text` as consecutive passages covering all of it, at most `most` of them, without repeats:
+    each sentence on its own (a request is usually one sentence, and a neighbour packed with it
+    dilutes it), fragments of a few words joined to the next, and a sentence longer than `words`
+    words cut into pieces of `words` words that overlap by a third, so a request that straddles a
+    cut is whole in one of them. A text of too many sentences has them packed up to `words` words
+    a passage; only what is left past `most` such passages is not read on its own."""
+    pieces: list[list[str]] = []
+    step = words - words // 3
+    for sentence in _SENTENCE.split(text):
+        tokens = sentence.split()
+        if len(tokens) <= words:
+            pieces.append(tokens)
+        else:
+            pieces += [tokens[i : i + words] for i in range(0, len(tokens) - words // 3, step)]
+    for join in (_FRAGMENT_WORDS, words):
+        out: list[list[str]] = []
+        for piece in filter(None, pieces):
+            # A fragment ("Scene 2.") joins the passage after it; past the cap, sentences pack.
+            fragment = out and len(out[-1]) <= _FRAGMENT_WORDS
+            if out and (fragment or len(out[-1]) + len(piece) <= join) and len(out[-1]) + len(piece) <= words:
+                out[-1] += piece
+            else:
+                out.append(list(piece))
+        if len(out) > 1 and len(out[-1]) <= _FRAGMENT_WORDS:  # a fragment at the end joins the one before
+            last = out.pop()
+            out[-1] += last
+        found = list(dict.fromkeys(" ".join(p) for p in out))
+        if len(found) <= most:
+            break
+    return found[:most]
 
 
 def read_prompt(prompt: str, max_views: int = 12) -> Reading:
@@ -615,8 +643,10 @@ def read_prompt(prompt: str, max_views: int = 12) -> Reading:
         evasion.append("split words")
         text = joined
     corrected = correct_typos(text)
+    parts = passages(corrected)
     if corrected != text:
-        views.append(View(corrected, "typos corrected"))
+        if len(parts) == 1:  # a long text's corrections are read in its passages (below)
+            views.append(View(corrected, "typos corrected"))
         text = corrected
 
     decoded = _decoded(raw)
@@ -630,10 +660,6 @@ def read_prompt(prompt: str, max_views: int = 12) -> Reading:
             views.append(View(unwrapped, "wrapper removed"))
     if "json" not in kinds:
         views.extend(View(q, "quoted text") for q in _quotes(text))
-    if len(text.split()) > 40:
-        # Mean pooling dilutes a short request at either end of a long text.
-        head, tail = _ends(text)
-        views += [View(head, "opening"), View(tail, "ending")]
     segments = [s.strip(" .,") for s in _SEGMENT.split(text)]
     segments = [s for s in segments if len(s.split()) >= 2]
     if len(segments) > 1:
@@ -641,4 +667,11 @@ def read_prompt(prompt: str, max_views: int = 12) -> Reading:
     unique: dict[str, View] = {}
     for view in views:
         unique.setdefault(view.text, view)
-    return Reading(list(unique.values())[:max_views], evasion)
+    views = list(unique.values())[:max_views]
+    if len(parts) > 1:
+        # Mean pooling dilutes a request anywhere in a long text, and the encoder reads only its
+        # first 256 tokens: every passage is read on its own. Their cost grows with the text's
+        # length alone (the encoder's time is linear in tokens), so they are capped apart.
+        seen = {v.text for v in views}
+        views += [View(t, f"passage {i} of {len(parts)}") for i, t in enumerate(parts, 1) if t not in seen]
+    return Reading(views, evasion)

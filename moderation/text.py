@@ -103,11 +103,9 @@ class MiniLMEncoder:
         import torch
 
         model = self._model[0].auto_model
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), *self.layer_shape), np.float32)
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
+            for rows in length_batches(self._token_counts(texts), batch_size):
                 features = self._model.preprocess([texts[i] for i in rows])
                 features = {
                     k: features[k].to(self._model.device)
@@ -118,6 +116,27 @@ class MiniLMEncoder:
                 pooled = torch.stack([(h * mask).sum(1) / mask.sum(1) for h in hidden], dim=1)
                 out[rows] = pooled.float().cpu().numpy()
         return out
+
+    def _token_counts(self, texts: list[str]) -> list[int]:
+        limit = self._model.max_seq_length
+        ids = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [min(len(i), limit) for i in ids]
+
+
+def length_batches(lengths: list[int], batch_size: int, slack: float = 1.25) -> list[list[int]]:
+    """Indices of `lengths` in batches of similar length. A batch is padded to its longest text, and
+    the encoder's time grows with the padded length: a short view batched with a 256-token one
+    cost as much as the long one (three views of a long prompt: 210 ms, against 85 ms apart). A
+    batch ends at `batch_size` texts or where the next text is more than `slack` times (plus 8
+    tokens) as long as the batch's first."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and lengths[i] <= lengths[batches[-1][0]] * slack + 8:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 class SemanticClassifier:
