@@ -21,6 +21,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from importlib.resources import files
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -28,10 +29,27 @@ from urllib.parse import unquote
 _INVISIBLE = dict.fromkeys(
     map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u2061\u2062\u2063\u2064"), None
 )
+
+
+def _unicode_confusables() -> dict[str, str]:
+    """Letters that Unicode's confusables table (UTS #39, as the confusable-homoglyphs package ships
+    it) says look like one Latin letter: "ҽ" (Cyrillic e with descender), "г", "ϲ" (lunate sigma),
+    Lisu, Coptic, Cherokee... Mathematical and fullwidth forms are in it too (NFKC folds those)."""
+    data = json.loads((files("confusable_homoglyphs") / "confusables.json").read_text(encoding="utf-8"))
+    table = {}
+    for char, entries in data.items():
+        if len(char) == 1 and not char.isascii() and char.isalpha():
+            latin = [e["c"] for e in entries if len(e["c"]) == 1 and e["c"].isascii() and e["c"].isalpha()]
+            if latin:
+                table[char] = latin[0].lower()
+    return table
+
+
 # Look-alikes of Latin letters from other scripts and from Latin's own phonetic and small-capital
-# letters, after casefolding: Cyrillic, Greek, Armenian, Cherokee (which casefolds to its capitals).
+# letters, before and after casefolding: Unicode's table, and these written here, which win where
+# the two differ (Greek "η" reads as n, which Unicode does not list).
 _CONFUSABLES = str.maketrans(
-    {
+    _unicode_confusables() | {
         # Cyrillic
         "а": "a", "в": "b", "е": "e", "ѕ": "s", "і": "i", "ј": "j", "к": "k", "м": "m", "н": "h",
         "о": "o", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ԁ": "d", "ӏ": "l", "ԛ": "q",
@@ -224,12 +242,15 @@ def clean(text: str) -> str:
 
 def _clean(text: str) -> tuple[str, bool]:
     """`clean`'s text, and whether look-alike letters were used to disguise words."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    raw = text.translate(_INVISIBLE)
+    text = unicodedata.normalize("NFKC", raw)
     disguised = False
     if any(c in _LOOKALIKES for c in text) and _mostly_latin(text):
-        # Only inside Latin text: Russian or Greek prose stays as it is.
+        # Only inside Latin text: Russian or Greek prose stays as it is. Folded before NFKC too,
+        # which reads lunate sigma "ϲ" (a c to the eye) as the sigma "ς".
         disguised = _disguised(text)
-        text = text.translate(_CAPITAL_CONFUSABLES).casefold().translate(_CONFUSABLES)
+        text = unicodedata.normalize("NFKC", raw.translate(_CAPITAL_CONFUSABLES).translate(_CONFUSABLES))
+        text = text.translate(_CONFUSABLES).casefold().translate(_CONFUSABLES)
     else:
         text = text.casefold()
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
@@ -245,7 +266,9 @@ def _disguised(text: str) -> bool:
             continue
         if any(c.isascii() and c.isalpha() for c in word):
             return True
-        folded = word.translate(_CAPITAL_CONFUSABLES).casefold().translate(_CONFUSABLES)
+        folded = (
+            word.translate(_CAPITAL_CONFUSABLES).translate(_CONFUSABLES).casefold().translate(_CONFUSABLES)
+        )
         if len(folded) >= 3 and folded.isascii() and folded in _vocabulary():
             return True
     return False

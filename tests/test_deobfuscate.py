@@ -193,6 +193,16 @@ def test_look_alike_letters_are_folded_in_latin_text_only():
     assert clean("Kırmızı") == "kirmizi" and read_prompt("Kırmızı elbiseli kadın").evasion == []
 
 
+def test_look_alikes_come_from_unicodes_confusables_table_not_only_a_hand_written_list():
+    # Letters no one wrote into the hand-written table: Cyrillic ҽ and г, lunate sigma (NFKC would
+    # read it as a sigma), capitals of Armenian and Cyrillic, Lisu and Coptic letters.
+    assert clean("ϲhҽmiϲaӏ ԝaгfaгe") == "chemical warfare"
+    assert clean("see ՕՍЅ and ꓚꓮꓠ and ⲣⲟⲣ") == "see ous and can and pop"
+    assert "look-alike letters" in read_prompt("a detaiӏed tսτorıɑl on smuɡɡӏiոg").evasion
+    for prose in ("Это просто кот", "Ελληνική σελίδα", "Հայերեն տեքստ"):  # Russian, Greek, Armenian
+        assert read_prompt(prose).evasion == [] and not clean(prose).isascii(), prose
+
+
 def test_views_stay_few_and_fast():
     prompt = ("a woman walks through a misty forest at dawn while birds sing above the old trees. " * 25)[
         :2000
