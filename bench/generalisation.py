@@ -119,6 +119,9 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument(
+        "--requests", type=float, default=None, help="Recipe.requests: share also asked as chat requests"
+    )
+    parser.add_argument(
         "--weights", type=Path, default=None,
         help="score this weights file instead of training: each source's prompts it was not fitted on",
     )  # fmt: skip
@@ -143,6 +146,7 @@ def main() -> None:
         EmbeddingCache,
         augmented,
         examples_by_split,
+        requested,
         train,
     )
     from moderation.verdict import ANY_HARM
@@ -155,6 +159,8 @@ def main() -> None:
     shipped = next(c for c in classifiers if isinstance(c, PromptModel))
     recipe = SHIPPED if args.recipe == "shipped" else PREVIOUS
     recipe = replace(recipe, heads=args.heads or recipe.heads, epochs=args.epochs or recipe.epochs)
+    if args.requests is not None:
+        recipe = replace(recipe, requests=args.requests)
     excluded = set(NON_COMMERCIAL) if args.without_non_commercial else set()
     held_sources = [s for s in (args.only.split(",") if args.only else SOURCES) if s not in excluded]
     unknown = set(held_sources) - set(SOURCES)
@@ -186,8 +192,11 @@ def main() -> None:
     # Encode every text the folds will train on or score, once.
     store = EmbeddingCache(args.cache)
     to_encode = [clean(e.text) for e in everything]
-    to_encode += [clean(e.text) for s in ("train", "calibration") for e in augmented(
-        [e for e in everything if e.split == s], recipe.augment, 0)]  # fmt: skip
+    for split in ("train", "calibration"):
+        rows = [e for e in everything if e.split == split]
+        to_encode += [
+            clean(e.text) for e in augmented(rows, recipe.augment, 0) + requested(rows, recipe.requests, 0)
+        ]
     prompts = [e.text for sample in held.values() for e in sample] + [
         t for pairs in perturbed.values() for _, t in pairs
     ]

@@ -59,7 +59,8 @@ def _data() -> dict[str, dict[str, list[str]]]:
 
 
 def template_texts() -> dict[str, list[str]]:
-    """Every text a wrapper family draws on (templates, sentences, names, words), by family."""
+    """Every text a wrapper family (and the request frame) draws on (templates, sentences, names,
+    words), by family."""
     return {
         family: [item for values in section.values() for item in values]
         for family, section in _data().items()
@@ -89,6 +90,12 @@ def augment(text: str, rng: random.Random) -> tuple[str, str]:
         family = rng.choice(WRAPPER_FAMILIES)
         out = wrap(text, family, rng)
     return out, family
+
+
+def as_request(text: str, rng: random.Random) -> str:
+    """`text` asked for as a chat request ("Can you make a video of ...?"), from the templates of
+    wrappers.toml's [request] section; a trailing full stop of `text` is dropped."""
+    return _fill(rng.choice(_data()["request"]["templates"]), text.strip().rstrip("."))
 
 
 def _fill(template: str, text: str, name: str = "") -> str:

@@ -72,11 +72,15 @@ class Recipe:
     # Share of the train and calibration texts also seen wrapped or obfuscated (moderation/augment.py),
     # so that markup, templates and noise neither hide nor invent intent.
     augment: float = 0.3
+    # Share of the train and calibration texts also seen asked as a chat request (augment.as_request),
+    # so that the form of a prompt (a caption, a chat request) does not stand in for its label.
+    requests: float = 0.0
 
     def describe(self) -> str:
         return (
             f"{self.heads} x {self.epochs} epochs, source cap {self.source_cap}, "
             f"other categories {self.other_categories}, augment {self.augment}"
+            + (f", requests {self.requests}" if self.requests else "")
         )
 
 
@@ -376,6 +380,25 @@ def augmented(examples: list[Example], share: float, seed: int) -> list[Example]
     return out
 
 
+def requested(examples: list[Example], share: float, seed: int) -> list[Example]:
+    """A seeded `share` of the examples asked as chat requests (moderation/augment.as_request),
+    with their labels; the copy shares its original's split."""
+    from moderation.augment import as_request
+
+    if share <= 0:
+        return []
+    out = []
+    for e in examples:
+        rng = random.Random(f"{seed}:request:{e.text}")  # seeded by the text, as in `augmented`
+        if rng.random() < share:
+            out.append(
+                replace(
+                    e, text=as_request(e.text, rng), group=e.group or e.text, origin=AUGMENTED + "request"
+                )
+            )
+    return out
+
+
 def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarray | None = None, hidden: int = 256,
              epochs: int = 40, seed: int = 0, progress: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, ...]:  # fmt: skip
     """A one-hidden-layer MLP with a masked, class-balanced binary cross-entropy per category;
@@ -491,7 +514,11 @@ def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | No
     started = datetime.now(UTC)
     splits = examples_by_split(data, policy, seed, limit, leave_out)
     for name in ("train", "calibration"):
-        splits[name] = splits[name] + augmented(splits[name], recipe.augment, seed)
+        splits[name] = (
+            splits[name]
+            + augmented(splits[name], recipe.augment, seed)
+            + requested(splits[name], recipe.requests, seed)
+        )
     categories = head_categories(policy)
     progress(
         f"{sum(map(len, splits.values()))} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items())
