@@ -666,7 +666,9 @@ def read_prompt(prompt: str, max_views: int = 12) -> Reading:
         evasion.append("split words")
         text = joined
     corrected = correct_typos(text)
-    parts = passages(corrected)
+    # A short prompt's sentences are read together: out of context a sentence misleads more often
+    # ("ribs clearly visible" in a time-lapse of decay) than a short neighbour dilutes it.
+    parts = passages(corrected) if len(corrected.split()) > _PASSAGE_WORDS else [corrected]
     if corrected != text:
         if len(parts) == 1:  # a long text's corrections are read in its passages (below)
             views.append(View(corrected, "typos corrected"))

@@ -118,6 +118,9 @@ def test_a_long_preamble_does_not_dilute_the_request():
         assert "then show a woman being stabbed in an alley." in reading.texts
         assert all(len(t.split()) <= 30 for t in reading.texts[1:])
     assert not any(v.how.startswith("passage") for v in read_prompt(BENIGN[1]).views)
+    # A prompt of 30 words or fewer is read whole, whatever its sentences.
+    short = "A fox crosses a frozen river at dawn. Snow falls. The camera tracks it from the bank."
+    assert [v.how for v in read_prompt(short).views] == ["as written"]
 
 
 def test_passages_cover_the_whole_text():
