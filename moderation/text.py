@@ -118,9 +118,11 @@ class MiniLMEncoder:
         return out
 
     def _token_counts(self, texts: list[str]) -> list[int]:
-        limit = self._model.max_seq_length
-        ids = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-        return [min(len(i), limit) for i in ids]
+        # Truncated as the encoder truncates (and without transformers' warning about longer texts).
+        ids = self._model.tokenizer(texts, truncation=True, max_length=self._model.max_seq_length)[
+            "input_ids"
+        ]
+        return [len(i) for i in ids]
 
 
 def length_batches(lengths: list[int], batch_size: int, slack: float = 1.25) -> list[list[int]]:
