@@ -144,10 +144,9 @@ def main() -> None:
         PREVIOUS,
         SHIPPED,
         EmbeddingCache,
-        augmented,
         examples_by_split,
-        requested,
         train,
+        training_copies,
     )
     from moderation.verdict import ANY_HARM
     from policy import Action, Policy
@@ -193,9 +192,8 @@ def main() -> None:
     store = EmbeddingCache(args.cache)
     to_encode = [clean(e.text) for e in everything]
     for split in ("train", "calibration"):
-        rows = [e for e in everything if e.split == split]
         to_encode += [
-            clean(e.text) for e in augmented(rows, recipe.augment, 0) + requested(rows, recipe.requests, 0)
+            clean(e.text) for e in training_copies([e for e in everything if e.split == split], recipe, 0)
         ]
     prompts = [e.text for sample in held.values() for e in sample] + [
         t for pairs in perturbed.values() for _, t in pairs

@@ -367,17 +367,7 @@ def augmented(examples: list[Example], share: float, seed: int) -> list[Example]
     moderation/augment.py, with its labels; the copy shares its original's split."""
     from moderation.augment import augment
 
-    if share <= 0:
-        return []
-    out = []
-    for e in examples:
-        # Seeded by the text, so an example's copy is the same whatever else is left out (the
-        # leave-one-source-out bench retrains many times on one encoder cache).
-        rng = random.Random(f"{seed}:{e.text}")
-        if rng.random() < share:
-            text, family = augment(e.text, rng)
-            out.append(replace(e, text=text, group=e.group or e.text, origin=AUGMENTED + family))
-    return out
+    return _copies(examples, share, f"{seed}:", augment)
 
 
 def requested(examples: list[Example], share: float, seed: int) -> list[Example]:
@@ -385,17 +375,27 @@ def requested(examples: list[Example], share: float, seed: int) -> list[Example]
     with their labels; the copy shares its original's split."""
     from moderation.augment import as_request
 
+    return _copies(examples, share, f"{seed}:request:", lambda text, rng: (as_request(text, rng), "request"))
+
+
+def training_copies(examples: list[Example], recipe: Recipe, seed: int) -> list[Example]:
+    """Every copy `recipe` adds to a split's examples: augmented, then asked as requests."""
+    return augmented(examples, recipe.augment, seed) + requested(examples, recipe.requests, seed)
+
+
+def _copies(examples: list[Example], share: float, key: str,
+            make: Callable[[str, random.Random], tuple[str, str]]) -> list[Example]:  # fmt: skip
+    """A `share` of the examples remade by `make` (new text, family). Each draw is seeded by `key`
+    and the text, so an example's copy is the same whatever else is left out (the
+    leave-one-source-out bench retrains many times on one encoder cache)."""
     if share <= 0:
         return []
     out = []
     for e in examples:
-        rng = random.Random(f"{seed}:request:{e.text}")  # seeded by the text, as in `augmented`
+        rng = random.Random(key + e.text)
         if rng.random() < share:
-            out.append(
-                replace(
-                    e, text=as_request(e.text, rng), group=e.group or e.text, origin=AUGMENTED + "request"
-                )
-            )
+            text, family = make(e.text, rng)
+            out.append(replace(e, text=text, group=e.group or e.text, origin=AUGMENTED + family))
     return out
 
 
@@ -514,11 +514,7 @@ def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | No
     started = datetime.now(UTC)
     splits = examples_by_split(data, policy, seed, limit, leave_out)
     for name in ("train", "calibration"):
-        splits[name] = (
-            splits[name]
-            + augmented(splits[name], recipe.augment, seed)
-            + requested(splits[name], recipe.requests, seed)
-        )
+        splits[name] = splits[name] + training_copies(splits[name], recipe, seed)
     categories = head_categories(policy)
     progress(
         f"{sum(map(len, splits.values()))} examples: " + ", ".join(f"{n} {len(v)}" for n, v in splits.items())
