@@ -22,7 +22,6 @@ generalises: bench/generalisation.py measures that.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import random
 import sys
@@ -34,11 +33,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 LONG_CHARS = (1700, 2000)
-
-
-def column(path: Path, name: str, label: str | None = None) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return [r[name] for r in csv.DictReader(f) if label is None or r.get("label") == label]
 
 
 def long_texts(sentences: list[str], n: int, rng: random.Random) -> list[str]:
@@ -75,14 +69,15 @@ def main() -> None:
 
     from hallmark.compose import build_prompt_classifiers
     from hallmark.settings import Settings
-    from moderation.evaluate import LabeledPrompt, metrics, score_prompts
+    from moderation.evaluate import LabeledPrompt, load_prompts, metrics, score_prompts
     from policy import Policy
 
     torch.set_num_threads(2)
     rng = random.Random(19)
     long_n = max(args.runs // 3, 3)
-    video = column(DATA / "train_prompts" / "chronomagic_bench.csv", "prompt")
-    behaviours = rng.sample(column(DATA / "train_prompts" / "harmbench.csv", "prompt", "unsafe"), long_n)
+    video = [p.text for p in load_prompts(DATA / "train_prompts" / "chronomagic_bench.csv")]
+    harmful = [p.text for p in load_prompts(DATA / "train_prompts" / "harmbench.csv") if p.unsafe]
+    behaviours = rng.sample(harmful, long_n)
     benign_long = long_texts(video, long_n, rng)
     places = ["start", "middle", "end"]
     payloads = [
@@ -90,8 +85,8 @@ def main() -> None:
         for i, (t, b) in enumerate(zip(benign_long, behaviours, strict=True))
     ]
     sets = {
-        "FETV video prompts": [LabeledPrompt(t, False) for t in column(DATA / "train_prompts" / "fetv.csv", "prompt")[: args.runs]],
-        "AILuminate chat prompts": [LabeledPrompt(t, True) for t in column(DATA / "prompts" / "ailuminate_demo_en_us.csv", "prompt_text")[: args.runs]],
+        "FETV video prompts": load_prompts(DATA / "train_prompts" / "fetv.csv", args.runs),
+        "AILuminate chat prompts": load_prompts(DATA / "prompts" / "ailuminate_demo_en_us.csv", args.runs),
         "long video prompts, 1,700-2,000 chars": [LabeledPrompt(t, False) for t in benign_long],
         "HarmBench behaviours as written": [LabeledPrompt(t, True) for t in behaviours],
         "the same inside long video prompts": [LabeledPrompt(t, True) for t in payloads],
