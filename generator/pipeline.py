@@ -26,7 +26,7 @@ import numpy as np
 
 from audit import AuditStore, RecordDraft
 from generator.backend import DiffusersBackend, GenerationSpec
-from moderation import Verdict, first_blocking, strongest
+from moderation import Verdict, attributed_category, first_blocking, strongest
 from policy import Action, Policy
 from provenance import (
     Ingredient,
@@ -126,9 +126,12 @@ class Abandoned(Exception):
 
 class BlockedAt(Exception):
     def __init__(self, stage: str, verdict: Verdict) -> None:
+        # The overall output names no category of its own: say which one the harm most likely is.
+        named = attributed_category(verdict)
         super().__init__(
-            f"blocked at {stage} by {verdict.classifier} ({verdict.category}: score "
-            f"{verdict.score:.3f} >= threshold {verdict.threshold:.3f})"
+            f"blocked at {stage} by {verdict.classifier} ({verdict.category}"
+            f"{f', most likely {named}' if named else ''}: score {verdict.score:.3f} >= threshold "
+            f"{verdict.threshold:.3f})"
         )
         self.stage = stage
 

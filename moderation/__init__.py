@@ -4,7 +4,7 @@ from moderation.clip_filter import ClipConceptFilter, ClipLoadError
 from moderation.external import ExternalModelError, TransformersTextClassifier
 from moderation.image import NudityClassifier, NudityDetector
 from moderation.language import LanguageClassifier
-from moderation.prompt_head import HeadError, HeadWeights, PromptModel
+from moderation.prompt_head import HeadError, HeadWeights, PromptModel, attributed_category
 from moderation.text import (
     BlocklistClassifier,
     MiniLMEncoder,
@@ -30,6 +30,7 @@ __all__ = [
     "SemanticClassifier",
     "TransformersTextClassifier",
     "Verdict",
+    "attributed_category",
     "decide",
     "first_blocking",
     "normalise",

@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,11 @@ class HeadWeights:
     seen: np.ndarray  # uint64 hashes of the training and calibration texts
     meta: dict  # encoder, data, metrics: what the model card reports
     version: str = ""
+    # The attribution head: a softmax over the named categories, `named`, that says which one the
+    # harm in an unsafe text belongs to (None in files written before it existed).
+    named: tuple[str, ...] = ()
+    attribution_w: np.ndarray | None = None  # (384 * len(layers), named)
+    attribution_b: np.ndarray | None = None  # (named,)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         # In torch, on the encoder's threads: at this width numpy's BLAS starts a thread pool of its
@@ -85,6 +91,19 @@ class HeadWeights:
             w1, b1, w2, b2 = (torch.from_numpy(a) for a in (self.w1, self.b1, self.w2, self.b2))
             hidden = torch.relu(x @ w1 + b1[:, None])  # (heads, texts, hidden)
             return (hidden @ w2 + b2[:, None]).mean(0).numpy()
+
+    def attribute(self, features: np.ndarray, categories: list[str]) -> np.ndarray | None:
+        """Which of `categories` (named ones the head knows) the harm in each text belongs to:
+        (texts, categories) probabilities, each row summing to 1; None without an attribution head."""
+        if self.attribution_w is None or not categories:
+            return None
+        import torch
+
+        index = [self.named.index(c) for c in categories]
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+            w, b = torch.from_numpy(self.attribution_w[:, index]), torch.from_numpy(self.attribution_b[index])
+            return torch.softmax(x @ w + b, dim=1).numpy()
 
     def fuse(self, logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray,
              index: list[int] | None = None) -> np.ndarray:  # fmt: skip
@@ -104,6 +123,9 @@ class HeadWeights:
             w2=as_stored(self.w2), b2=self.b2.astype(np.float32),
             fusion=self.fusion.astype(np.float64), seen=np.unique(self.seen.astype(np.uint64)),
             categories=np.array(self.categories), layers=np.array(self.layers, dtype=np.int64), meta=np.array(json.dumps(self.meta, sort_keys=True)),
+            **({} if self.attribution_w is None else dict(
+                named=np.array(self.named), attribution_w=as_stored(self.attribution_w),
+                attribution_b=self.attribution_b.astype(np.float32))),
         )  # fmt: skip
         path.write_bytes(buffer.getvalue())
 
@@ -120,6 +142,10 @@ class HeadWeights:
                 fusion=data["fusion"],
                 seen=data["seen"], meta=json.loads(str(data["meta"])),
                 version="sha256:" + hashlib.sha256(raw).hexdigest()[:12],
+                **({} if "attribution_w" not in data.files else dict(
+                    named=tuple(str(c) for c in data["named"]),
+                    attribution_w=data["attribution_w"].astype(np.float32),
+                    attribution_b=data["attribution_b"].astype(np.float32))),
             )  # fmt: skip
         except (OSError, KeyError, ValueError) as exc:
             raise HeadError(f"{path}: not a prompt classifier weights file: {exc}") from exc
@@ -132,13 +158,42 @@ def _heads(array: np.ndarray, dims: int) -> np.ndarray:
     return array[None] if array.ndim == dims - 1 else array
 
 
+ATTRIBUTED = "most likely category: "  # how the overall output's detail names a category
+SHARE = " of the harm attributed to it"  # how a named category's detail gives its share
+
+
+def attributed_category(verdict: Verdict) -> str | None:
+    """The named category an overall (`harmful`) verdict attributes the harm to, read from its
+    detail; None for other verdicts and for weights without an attribution head."""
+    match = re.search(re.escape(ATTRIBUTED) + r"(\w+)", verdict.detail) if verdict.category == ANY_HARM else None
+    return match.group(1) if match else None
+
+
+def attributed_share(verdict: Verdict) -> float | None:
+    """The share of the harm attributed to a named category's verdict, read from its detail."""
+    match = re.search(r"(\d\.\d+)" + re.escape(SHARE), verdict.detail)
+    return float(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The fused classifier on a list of texts."""
+
+    scores: np.ndarray  # (texts, policy categories): calibrated probabilities
+    nearest: np.ndarray  # (texts, policy categories): index of the nearest exemplar, -1 without exemplars
+    shares: np.ndarray | None  # (texts, named categories): the attribution head's softmax, if the weights have one
+
+    def rows(self, index: list[int]) -> Scores:
+        return Scores(self.scores[index], self.nearest[index], None if self.shares is None else self.shares[index])
+
+
 class PromptModel:
     """The fused, calibrated prompt classifier: one verdict per policy category."""
 
     name = "hallmark-prompt"
 
     def __init__(self, encoder, weights: HeadWeights, categories: dict[str, PromptCategory],
-                 evasion_action: Action = Action.flag) -> None:  # fmt: skip
+                 evasion_action: Action = Action.flag, second_category_share: float = 0.0) -> None:  # fmt: skip
         from profanity_check import predict_prob
 
         missing = [c for c in categories if c not in weights.categories]
@@ -159,6 +214,7 @@ class PromptModel:
         self._categories = categories
         self._index = [weights.categories.index(c) for c in categories]
         self._evasion_action = evasion_action
+        self._second_share = second_category_share
         self._profanity = predict_prob
         self.version = f"{weights.version} on {encoder.version}"
         self._exemplars = {
@@ -173,15 +229,16 @@ class PromptModel:
     def weights(self) -> HeadWeights:
         return self._weights
 
-    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated scores (texts, policy categories), and the index of each category's nearest exemplar."""
+    def scores(self, texts: list[str]) -> Scores:
+        """Calibrated scores of every text for the policy's categories (see `Scores`)."""
         return self.scores_of_pools(texts, self._encoder.layer_pools(texts))
 
-    def scores_of_pools(self, texts: list[str], pools: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def scores_of_pools(self, texts: list[str], pools: np.ndarray) -> Scores:
         """`scores` from the texts' encoder layer pools, computed already (bench/generalisation.py
         scores cached pools this way, through the same fusion)."""
         embeddings = sentence_embeddings(pools)
-        logits = self._weights.logits(layer_features(pools, self._weights.layers))[:, self._index]
+        features = layer_features(pools, self._weights.layers)
+        logits = self._weights.logits(features)[:, self._index]
         exemplar = np.zeros_like(logits)
         nearest = np.full(logits.shape, -1)
         for j, category in enumerate(self._categories):
@@ -189,7 +246,10 @@ class PromptModel:
                 sims = embeddings @ self._exemplars[category].T
                 exemplar[:, j], nearest[:, j] = sims.max(axis=1), sims.argmax(axis=1)
         profanity = np.asarray(self._profanity(texts), dtype=float)
-        return self._weights.fuse(logits, exemplar, profanity, self._index), nearest
+        named = [c for c in self._categories if c != ANY_HARM]
+        known = all(c in self._weights.named for c in named)
+        shares = self._weights.attribute(features, named) if known else None
+        return Scores(self._weights.fuse(logits, exemplar, profanity, self._index), nearest, shares)
 
     def classify(self, prompt: str) -> list[Verdict]:
         return self.classify_many([prompt])[0]
@@ -199,30 +259,57 @@ class PromptModel:
         in one batched pass, which is several times faster per prompt than one prompt at a time."""
         readings = [read_prompt(p) for p in prompts]
         texts = list(dict.fromkeys(t for r in readings for t in r.texts))
-        scores, nearest = self.scores(texts)
+        scored = self.scores(texts)
         row = {t: i for i, t in enumerate(texts)}
-        out = []
-        for reading in readings:
-            rows = [row[t] for t in reading.texts]
-            out.append(self._verdicts(reading, scores[rows], nearest[rows]))
-        return out
+        return [self._verdicts(reading, scored.rows([row[t] for t in reading.texts])) for reading in readings]
 
-    def _verdicts(self, reading: Reading, scores: np.ndarray, nearest: np.ndarray) -> list[Verdict]:
+    def _verdicts(self, reading: Reading, scored: Scores) -> list[Verdict]:
+        """One verdict per category, each on the view that scores it highest. Where the weights have
+        an attribution head, the overall output names the category the harm most likely belongs
+        to, and a named category that blocks beside another one blocks only if at least the
+        policy's `second_category_share` of its view's harm is attributed to it (else it flags)."""
+        names = list(self._categories)
+        named = [j for j, c in enumerate(names) if c != ANY_HARM]
+        blockable = [k for k, j in enumerate(named) if self._categories[names[j]].thresholds.block is not None]
+        views = [int(np.argmax(scored.scores[:, j])) for j in range(len(names))]
+        share = {}  # named category -> the share of the harm attributed to it, on its own view
+        if scored.shares is not None:
+            share = {names[j]: float(scored.shares[views[j], k]) for k, j in enumerate(named)}
         verdicts = []
-        named = [j for j, c in enumerate(self._categories) if c != ANY_HARM]
         for j, (category, spec) in enumerate(self._categories.items()):
-            v = int(np.argmax(scores[:, j]))
+            v = views[j]
             detail = f"view: {reading.views[v].how}"
-            if category == ANY_HARM and named:
-                top = max(named, key=lambda k: scores[v, k])
-                detail += f"; closest category: {list(self._categories)[top]} ({scores[v, top]:.2f})"
-            if nearest[v, j] >= 0:
-                detail += f"; nearest exemplar: '{spec.exemplars[nearest[v, j]]}'"
-            verdicts.append(
-                decide(STAGE, self.name, self.version, category, float(scores[v, j]), spec.thresholds, detail)
-            )
+            if category == ANY_HARM and blockable and scored.shares is not None:
+                # among the categories the policy can block: the overall output's block is theirs
+                k = max(blockable, key=lambda k: scored.shares[v, k])
+                detail += f"; {ATTRIBUTED}{names[named[k]]} ({scored.shares[v, k]:.2f} of the harm)"
+            elif category == ANY_HARM and named:
+                top = max(named, key=lambda k: scored.scores[v, k])
+                detail += f"; closest category: {names[top]} ({scored.scores[v, top]:.2f})"
+            elif category in share:
+                detail += f"; {share[category]:.2f}{SHARE}"
+            if scored.nearest[v, j] >= 0:
+                detail += f"; nearest exemplar: '{spec.exemplars[scored.nearest[v, j]]}'"
+            score = float(scored.scores[v, j])
+            verdicts.append(decide(STAGE, self.name, self.version, category, score, spec.thresholds, detail))
+        verdicts = self._second_categories(verdicts, share)
         verdicts.extend(self._evasion_verdicts(reading))
         return verdicts
+
+    def _second_categories(self, verdicts: list[Verdict], share: dict[str, float]) -> list[Verdict]:
+        """Blocking named categories besides the one with the largest share of the harm are
+        lowered to flag where their share is under the policy's floor."""
+        blocking = [v.category for v in verdicts if v.action is Action.block and v.category in share]
+        if len(blocking) < 2 or self._second_share <= 0:
+            return verdicts
+        first = max(blocking, key=share.get)
+        return [
+            replace(v, action=Action.flag, detail=v.detail + f"; flagged, not blocked: under the policy's "
+                    f"second_category_share {self._second_share:g}, and {first} has more of the harm")
+            if v.category in blocking and v.category != first and share[v.category] < self._second_share
+            else v
+            for v in verdicts
+        ]  # fmt: skip
 
     def _evasion_verdicts(self, reading: Reading) -> list[Verdict]:
         if self._evasion_action is Action.allow:

@@ -435,6 +435,44 @@ def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarra
             last.weight.detach().numpy().T.copy(), last.bias.detach().numpy().copy())  # fmt: skip
 
 
+def attribution_targets(examples: list[Example], named: list[str], recipe: Recipe) -> np.ndarray:
+    """The attribution head's weighted targets (texts, named categories): an unsafe text with named
+    categories shares its row weight (row_weights) among them; safe and uncategorised text has
+    none (a row of zeros is not trained on). Each category's column is then scaled to the same
+    total, so that the categories with the most text (hate: three hate-speech sources) do not
+    become the answer for everything."""
+    y = np.zeros((len(examples), len(named)))
+    for i, e in enumerate(examples):
+        own = [named.index(c) for c in e.categories if c in named] if e.unsafe else []
+        y[i, own] = 1.0 / max(len(own), 1)
+    y *= row_weights(examples, recipe)[:, None]
+    totals = y.sum(0)
+    scale = np.where(totals > 0, totals[totals > 0].mean() / np.maximum(totals, 1e-12), 0.0)
+    return (y * scale).astype(np.float32)
+
+
+def fit_attribution(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A linear softmax over the named categories, fitted by cross-entropy with weighted targets
+    (attribution_targets) and AdamW: which category the harm in an unsafe text belongs to.
+    Whether it is unsafe is the other heads' question."""
+    import torch
+
+    rows = targets.sum(1) > 0
+    torch.manual_seed(seed)
+    xt = torch.from_numpy(x[rows].astype(np.float32))
+    tt = torch.from_numpy((targets[rows] / targets[rows].sum(1).mean()).astype(np.float32))
+    model = torch.nn.Linear(x.shape[1], targets.shape[1])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(xt), generator=generator).split(256):
+            loss = -(tt[batch] * torch.log_softmax(model(xt[batch]), dim=1)).sum() / tt[batch].sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return model.weight.detach().numpy().T.copy(), model.bias.detach().numpy().copy()
+
+
 def fit_fusion(logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray, y: np.ndarray,
                known: np.ndarray) -> np.ndarray:  # fmt: skip
     """Per category, a logistic regression of the label on (head logit, exemplar similarity,
@@ -464,6 +502,9 @@ class EmbeddingCache:
         if path and path.is_file():
             data = np.load(path)
             self._store = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    def __contains__(self, text: str) -> bool:
+        return text_hash(text) in self._store
 
     def encode(self, encoder, texts: list[str], progress: Callable[[str], None]) -> np.ndarray:
         keys = [text_hash(t) for t in texts]
@@ -533,6 +574,9 @@ def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | No
                  progress=lambda message, i=i: progress(f"head {i + 1}/{heads}, {message}"))
         for i in range(heads)
     ]  # fmt: skip
+    named = [c for c in categories if c != ANY_HARM]
+    attribution = fit_attribution(x_train, attribution_targets(splits["train"], named, recipe), seed=seed)
+    progress("attribution head fitted")
     w1, b1, w2, b2 = (np.stack(arrays) for arrays in zip(*fitted_heads, strict=True))
     w1, w2 = (as_stored(a).astype(np.float32) for a in (w1, w2))
     head = HeadWeights(tuple(categories), HEAD_LAYERS, w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
@@ -565,7 +609,9 @@ def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | No
                                                       sort_keys=True).encode()).hexdigest()[:16],
     }  # fmt: skip
     seen = np.array([text_hash(e.text) for e in fitted], dtype=np.uint64)
-    return replace(head, fusion=fusion, seen=seen, meta=meta), report
+    attribution_w, attribution_b = as_stored(attribution[0]).astype(np.float32), attribution[1]
+    return replace(head, fusion=fusion, seen=seen, meta=meta, named=tuple(named),
+                   attribution_w=attribution_w, attribution_b=attribution_b), report  # fmt: skip
 
 
 def exemplar_similarities(encoder, policy: Policy, categories: list[str], x: np.ndarray) -> np.ndarray:

@@ -102,6 +102,10 @@ class PromptModelRule(_Strict):
     # the policy says whether such a prompt is flagged for review or blocked.
     unsupported_language: Literal["flag", "block"] = "flag"
     language_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
+    # A prompt that blocks in several named categories blocks in the one the attribution head gives
+    # most of its harm to, and in another only if at least this share of the harm is attributed to
+    # that one; otherwise the other is flagged (0: every category over its threshold blocks).
+    second_category_share: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class ExternalTextModel(_Strict):
