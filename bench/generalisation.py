@@ -71,6 +71,10 @@ class Outcome:
     blocking: frozenset[str] = field(default_factory=frozenset)  # every named category that blocked
     label: frozenset[str] = field(default_factory=frozenset)  # the source's categories, mapped
     flagging: frozenset[str] = field(default_factory=frozenset)  # every category flagged or blocked
+    scores: dict[str, float] = field(default_factory=dict)  # the fused classifier's score per category
+    named: str | None = None  # the category the record names: the deciding one, or the one `harmful` attributes
+    shares: dict[str, float] = field(default_factory=dict)  # the share of the harm attributed to each category
+    over: frozenset[str] = field(default_factory=frozenset)  # named categories at or over their block threshold
 
 
 class CachedEncoder:
@@ -125,6 +129,7 @@ def main() -> None:
         "--weights", type=Path, default=None,
         help="score this weights file instead of training: each source's prompts it was not fitted on",
     )  # fmt: skip
+    parser.add_argument("--save", type=Path, default=None, help="write every outcome as JSON lines")
     parser.add_argument("--no-perturb", action="store_true", help="skip the wrappers and obfuscations")
     parser.add_argument(
         "--without-non-commercial", action="store_true", help="leave the CC BY-NC sources out of every fold"
@@ -139,6 +144,7 @@ def main() -> None:
     from hallmark.settings import Settings
     from moderation import HeadWeights, PromptModel
     from moderation.deobfuscate import clean, read_prompt
+    from moderation.prompt_head import attributed_category, attributed_share
     from moderation.train import (
         NON_COMMERCIAL,
         PREVIOUS,
@@ -202,9 +208,8 @@ def main() -> None:
     print(f"encoding {len(set(to_encode))} texts and views (cached ones are read)...", flush=True)
     store.encode(shipped.encoder, list(dict.fromkeys(to_encode)), lambda m: print("  " + m, flush=True))
     encoder = CachedEncoder(shipped.encoder, store)
-    blocking_categories = {
-        c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is not None
-    }
+    block_at = {c: spec.thresholds.block for c, spec in policy.prompt.categories.items() if spec.thresholds.block}
+    blocking_categories = set(block_at)
 
     def outcome(stage: list, model: PromptModel, example, text: str) -> Outcome:
         verdicts = [v for c in stage for v in c.classify(text)]
@@ -216,8 +221,14 @@ def main() -> None:
         )
         flagged = any(v.action in (Action.block, Action.flag) for v in verdicts)
         flagging = frozenset(v.category for v in verdicts if v.action in (Action.block, Action.flag))
+        ours = [v for v in verdicts if v.classifier == model.name]
+        overall = next((v for v in ours if v.category == ANY_HARM), None)
+        said = deciding if deciding != ANY_HARM else (overall and attributed_category(overall)) or ANY_HARM
+        over = frozenset(v.category for v in ours if v.category in block_at and v.category != ANY_HARM
+                         and v.score >= block_at[v.category])  # fmt: skip
         return Outcome(example.unsafe, bool(blocks), flagged, score, deciding, frozenset(named), example.categories,
-                       flagging)  # fmt: skip
+                       flagging, {v.category: v.score for v in ours}, said,
+                       {v.category: attributed_share(v) for v in ours if attributed_share(v) is not None}, over)  # fmt: skip
 
     print(f"\nrecipe: {recipe.describe()}; policy {policy.label}; {os.cpu_count()} cores, torch on 2 threads"
           + (f"; non-commercial sources left out of every fold: {', '.join(sorted(excluded))}" if excluded else ""))  # fmt: skip
@@ -245,9 +256,8 @@ def main() -> None:
                 ),
             )  # fmt: skip
         assert not any(weights.has_seen(e.text) for e in held[source])
-        model = PromptModel(
-            encoder, weights, policy.prompt.categories, evasion_action=policy.prompt.model.evasion
-        )
+        model = PromptModel(encoder, weights, policy.prompt.categories, evasion_action=policy.prompt.model.evasion,
+                            second_category_share=policy.prompt.model.second_category_share)  # fmt: skip
         stage = [model if c is shipped else c for c in classifiers]
         results[source] = [outcome(stage, model, e, e.text) for e in held[source]]
         plain = dict(zip((e.text for e in held[source]), results[source], strict=True))
@@ -261,10 +271,12 @@ def main() -> None:
               f"{len(benign)} | {pct(rate(benign, 'blocked'))} | {pct(rate(benign, 'flagged'))} | "
               f"{'-' if area is None else f'{area:.3f}'} | {time.perf_counter() - fold_started:.0f} |", flush=True)  # fmt: skip
 
+    if args.save:
+        save(args.save, results, under)
     print_kinds(results)
     if under:
         print_perturbations(under)
-    print_categories(results)
+    print_categories(results, policy.prompt.model.second_category_share)
     review_only = [c for c, spec in policy.prompt.categories.items() if spec.thresholds.block is None]
     for category in review_only:
         labelled = [o for outcomes in results.values() for o in outcomes if category in o.label]
@@ -274,6 +286,19 @@ def main() -> None:
                   f"flagged for it ({hits / len(labelled):.1%}); blocked for another category: "
                   f"{sum(o.blocked for o in labelled)}")  # fmt: skip
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+def save(path: Path, results: dict[str, list[Outcome]], under: dict[str, list[tuple[Outcome, Outcome]]]) -> None:
+    """Every outcome as a JSON line (source or perturbation, and the outcome), for analysis after a run."""
+    import json
+
+    def row(group: str, o: Outcome, **extra) -> str:
+        data = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in vars(o).items()}
+        return json.dumps({"group": group, **extra, **data})
+
+    lines = [row(s, o) for s, outcomes in results.items() for o in outcomes]
+    lines += [row(name, b, plain=row(name, a)) for name, pairs in under.items() for a, b in pairs]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def print_kinds(results: dict[str, list[Outcome]]) -> None:
@@ -319,26 +344,56 @@ def print_perturbations(under: dict[str, list[tuple[Outcome, Outcome]]]) -> None
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def print_categories(results: dict[str, list[Outcome]]) -> None:
+def print_categories(results: dict[str, list[Outcome]], floor: float) -> None:
+    """How blocked prompts are attributed: the deciding category against the source's label, the
+    category the record names (the deciding one, or the one the overall output attributes the harm
+    to), how often a second category blocks, at the policy's floor and at others."""
     blocked = [o for outcomes in results.values() for o in outcomes if o.unsafe and o.blocked and o.label]
     if not blocked:
         return
     right = sum(o.deciding in o.label for o in blocked)
+    said = sum(o.named in o.label for o in blocked)
     print(f"\nDeciding category: {right} of {len(blocked)} blocked prompts with a category label "
-          f"({right / len(blocked):.1%}) are decided by one of their own categories.")  # fmt: skip
+          f"({right / len(blocked):.1%}) are decided by one of their own categories; the record names one of "
+          f"their own categories (deciding, or attributed by the overall output) for {said} ({said / len(blocked):.1%}).")  # fmt: skip
     several = [o for outcomes in results.values() for o in outcomes if o.blocked and len(o.blocking) > 1]
     every = [o for outcomes in results.values() for o in outcomes if o.blocked]
     extra = [o for o in blocked if o.blocking - o.label]
     print(f"Blocked by two or more named categories: {len(several)} of {len(every)} blocked prompts "
           f"({len(several) / len(every):.1%}); of the labelled ones, {len(extra)} ({len(extra) / len(blocked):.1%}) "
-          "are also blocked by a category outside their label.\n")  # fmt: skip
+          f"are also blocked by a category outside their label (second_category_share {floor:g}).\n")  # fmt: skip
     labels = sorted({c for o in blocked for c in o.label})
-    decided = sorted({o.deciding for o in blocked})
-    counts = Counter((min(o.label), o.deciding) for o in blocked)
-    print("| label \\ deciding | " + " | ".join(decided) + " |")
+    decided = sorted({o.named for o in blocked})
+    counts = Counter((min(o.label), o.named) for o in blocked)
+    print("Rows: the source's label; columns: the category the record names.\n")
+    print("| label \\ named | " + " | ".join(decided) + " |")
     print("| --- |" + " ---: |" * len(decided))
     for label in labels:
         print(f"| {label} | " + " | ".join(str(counts[(label, d)] or "") for d in decided) + " |")
+    if not any(o.shares for o in every):
+        return
+    print("\nThe second-category floor (`second_category_share`), recomputed from the same scores and shares:\n")
+    print("| floor | blocked in 2+ named | labelled, also blocked outside label | deciding category right "
+          "| right if the largest share decided |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for f in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5):
+        kept = {id(o): _kept(o, f) for o in every}
+        two = sum(len(kept[id(o)]) > 1 for o in every)
+        outside = sum(bool(kept[id(o)] - o.label) for o in blocked)
+        deciding = sum(max(kept[id(o)], key=o.scores.get, default=o.named) in o.label for o in blocked)
+        by_share = sum(max(kept[id(o)], key=lambda c, o=o: o.shares.get(c, 0), default=o.named) in o.label
+                       for o in blocked)  # fmt: skip
+        print(f"| {f:g} | {two / len(every):.1%} | {outside / len(blocked):.1%} | {deciding / len(blocked):.1%} "
+              f"| {by_share / len(blocked):.1%} |")  # fmt: skip
+
+
+def _kept(o: Outcome, floor: float) -> frozenset[str]:
+    """The named categories that would block at this floor: the one with the largest share, and
+    the others with at least `floor` of the harm."""
+    if len(o.over) < 2:
+        return o.over
+    first = max(o.over, key=lambda c: o.shares.get(c, 0.0))
+    return frozenset(c for c in o.over if c == first or o.shares.get(c, 0.0) >= floor)
 
 
 if __name__ == "__main__":
