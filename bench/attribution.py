@@ -30,12 +30,24 @@ SOURCES = ("ailuminate", "simplesafetytests", "harmbench", "strongreject", "safe
            "hatecheck", "toxigen", "davidson")  # fmt: skip
 
 
-def balanced(targets: np.ndarray, power: float) -> np.ndarray:
-    """Weighted targets with each category's total scaled towards the mean total from the shipped
-    ones (power 1: as shipped, every category alike; 0: as the data has them)."""
-    totals = targets.sum(0)
-    scale = np.where(totals > 0, (totals[totals > 0].mean() / np.maximum(totals, 1e-12)) ** (power - 1), 0.0)
-    return (targets * scale).astype(np.float32)
+def raw_targets(examples, named: list[str], recipe) -> np.ndarray:
+    """attribution_targets before each category's column is scaled: the row weights shared among
+    a text's own categories."""
+    from moderation.train import row_weights
+
+    y = np.zeros((len(examples), len(named)))
+    for i, e in enumerate(examples):
+        own = [named.index(c) for c in e.categories if c in named] if e.unsafe else []
+        y[i, own] = 1.0 / max(len(own), 1)
+    return y * row_weights(examples, recipe)[:, None]
+
+
+def balanced(raw: np.ndarray, power: float) -> np.ndarray:
+    """Each category's column scaled towards the mean total (power 1: every category alike, as
+    shipped; 0.5: halfway, on a log scale; 0: as the data has them)."""
+    totals = raw.sum(0)
+    scale = np.where(totals > 0, (totals[totals > 0].mean() / np.maximum(totals, 1e-12)) ** power, 0.0)
+    return (raw * scale).astype(np.float32)
 
 
 def mlp(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0):
@@ -56,8 +68,12 @@ def mlp(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0):
             loss.backward()
             optimiser.step()
     model.eval()
-    with torch.inference_mode():
-        return lambda f: model(torch.from_numpy(f)).numpy()
+
+    def scores(features: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(features)).numpy()
+
+    return scores
 
 
 def main() -> None:
@@ -100,8 +116,8 @@ def main() -> None:
         return layer_features(store.encode(None, texts, lambda _: None), HEAD_LAYERS)
 
     def linear(power: float):
-        def fit(x, targets):
-            w, b = fit_attribution(x, balanced(targets, power))
+        def fit(x, raw):
+            w, b = fit_attribution(x, balanced(raw, power))
             return lambda f: f @ w + b
 
         return fit
@@ -110,7 +126,7 @@ def main() -> None:
         "linear, categories alike (shipped)": linear(1.0),
         "linear, square root": linear(0.5),
         "linear, as the data has them": linear(0.0),
-        "MLP 256, categories alike": mlp,
+        "MLP 256, categories alike": lambda x, raw: mlp(x, balanced(raw, 1.0)),
     }
     right: dict[str, dict[str, float]] = {v: {} for v in variants}
     counts = {}
@@ -118,14 +134,15 @@ def main() -> None:
         held = {clean(e.text) for e in everything if source_of(e) == source}
         train = [e for e in everything if e.split == "train" and source_of(e) != source and clean(e.text) not in held]
         train += training_copies(train, SHIPPED, 0)
-        targets = attribution_targets(train, named, SHIPPED)
-        keep = targets.sum(1) > 0
-        x, targets = features([e for e, k in zip(train, keep, strict=True) if k]), targets[keep]
+        raw = raw_targets(train, named, SHIPPED)
+        assert np.allclose(balanced(raw, 1.0), attribution_targets(train, named, SHIPPED), atol=1e-5)  # as shipped
+        keep = raw.sum(1) > 0
+        x, raw = features([e for e, k in zip(train, keep, strict=True) if k]), raw[keep]
         test = [e for e in everything if source_of(e) == source and e.unsafe and e.categories & set(named)]
         counts[source] = len(test)
         x_test = features(test)
         for name, fit in variants.items():
-            scores = fit(x, targets)(x_test)
+            scores = fit(x, raw)(x_test)
             right[name][source] = float(np.mean([named[int(np.argmax(s))] in e.categories
                                                  for s, e in zip(scores, test, strict=True)]))  # fmt: skip
         print(f"  {source}: {len(test)} labelled unsafe prompts, {time.perf_counter() - started:.0f} s", flush=True)
