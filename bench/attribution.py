@@ -25,29 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SOURCES = ("ailuminate", "simplesafetytests", "harmbench", "strongreject", "safety_tuned_llamas", "nibbler",
            "hatecheck", "toxigen", "davidson")  # fmt: skip
-
-
-def raw_targets(examples, named: list[str], recipe) -> np.ndarray:
-    """attribution_targets before each category's column is scaled: the row weights shared among
-    a text's own categories."""
-    from moderation.train import row_weights
-
-    y = np.zeros((len(examples), len(named)))
-    for i, e in enumerate(examples):
-        own = [named.index(c) for c in e.categories if c in named] if e.unsafe else []
-        y[i, own] = 1.0 / max(len(own), 1)
-    return y * row_weights(examples, recipe)[:, None]
-
-
-def balanced(raw: np.ndarray, power: float) -> np.ndarray:
-    """Each category's column scaled towards the mean total (power 1: every category alike, as
-    shipped; 0.5: halfway, on a log scale; 0: as the data has them)."""
-    totals = raw.sum(0)
-    scale = np.where(totals > 0, (totals[totals > 0].mean() / np.maximum(totals, 1e-12)) ** power, 0.0)
-    return (raw * scale).astype(np.float32)
 
 
 def mlp(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0):
@@ -78,8 +57,12 @@ def mlp(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, required=True, help="the encoder cache of bench/generalisation.py")
+    parser.add_argument(
+        "--cache", type=Path, required=True, help="the encoder cache of bench/generalisation.py"
+    )
     args = parser.parse_args()
+    from bench.generalisation import DATA, source_of
+
     if not (DATA / "train_prompts").is_dir():
         sys.exit(f"skipped: {DATA / 'train_prompts'} not found")
     import torch
@@ -105,47 +88,50 @@ def main() -> None:
     store = EmbeddingCache(args.cache)
     everything = [e for split in examples_by_split(DATA, policy).values() for e in split]
 
-    def source_of(e) -> str:
-        return "nibbler" if e.source == "nibbler-rewrite" else e.source
-
     def features(examples) -> np.ndarray:
         texts = [clean(e.text) for e in examples]
         missing = sum(1 for t in texts if t not in store)
         if missing:
-            sys.exit(f"{missing} texts are not in {args.cache}: run bench/generalisation.py --cache {args.cache} first")
+            sys.exit(
+                f"{missing} texts are not in {args.cache}: run bench/generalisation.py --cache {args.cache} first"
+            )
         return layer_features(store.encode(None, texts, lambda _: None), HEAD_LAYERS)
 
-    def linear(power: float):
-        def fit(x, raw):
-            w, b = fit_attribution(x, balanced(raw, power))
-            return lambda f: f @ w + b
+    def linear(x: np.ndarray, targets: np.ndarray):
+        w, b = fit_attribution(x, targets)
+        return lambda f: f @ w + b
 
-        return fit
-
+    # name -> (how far each category's total is scaled to the mean: attribution_targets' balance, the fit)
     variants = {
-        "linear, categories alike (shipped)": linear(1.0),
-        "linear, square root": linear(0.5),
-        "linear, as the data has them": linear(0.0),
-        "MLP 256, categories alike": lambda x, raw: mlp(x, balanced(raw, 1.0)),
+        "linear, categories alike (shipped)": (1.0, linear),
+        "linear, square root": (0.5, linear),
+        "linear, as the data has them": (0.0, linear),
+        "MLP 256, categories alike": (1.0, mlp),
     }
     right: dict[str, dict[str, float]] = {v: {} for v in variants}
     counts = {}
     for source in SOURCES:
         held = {clean(e.text) for e in everything if source_of(e) == source}
-        train = [e for e in everything if e.split == "train" and source_of(e) != source and clean(e.text) not in held]
+        train = [
+            e
+            for e in everything
+            if e.split == "train" and source_of(e) != source and clean(e.text) not in held
+        ]
         train += training_copies(train, SHIPPED, 0)
-        raw = raw_targets(train, named, SHIPPED)
-        assert np.allclose(balanced(raw, 1.0), attribution_targets(train, named, SHIPPED), atol=1e-5)  # as shipped
-        keep = raw.sum(1) > 0
-        x, raw = features([e for e, k in zip(train, keep, strict=True) if k]), raw[keep]
+        targets = {b: attribution_targets(train, named, SHIPPED, balance=b) for b, _ in variants.values()}
+        keep = targets[1.0].sum(1) > 0  # the rows with a category, whatever the balance
+        x = features([e for e, k in zip(train, keep, strict=True) if k])
         test = [e for e in everything if source_of(e) == source and e.unsafe and e.categories & set(named)]
         counts[source] = len(test)
         x_test = features(test)
-        for name, fit in variants.items():
-            scores = fit(x, raw)(x_test)
+        for name, (balance, fit) in variants.items():
+            scores = fit(x, targets[balance][keep])(x_test)
             right[name][source] = float(np.mean([named[int(np.argmax(s))] in e.categories
                                                  for s, e in zip(scores, test, strict=True)]))  # fmt: skip
-        print(f"  {source}: {len(test)} labelled unsafe prompts, {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"  {source}: {len(test)} labelled unsafe prompts, {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
 
     print(f"\n{len(named)} named categories; recipe {SHIPPED.describe()}\n")
     print("| variant | " + " | ".join(f"{s} ({counts[s]})" for s in SOURCES) + " | macro | micro |")

@@ -72,9 +72,15 @@ class Outcome:
     label: frozenset[str] = field(default_factory=frozenset)  # the source's categories, mapped
     flagging: frozenset[str] = field(default_factory=frozenset)  # every category flagged or blocked
     scores: dict[str, float] = field(default_factory=dict)  # the fused classifier's score per category
-    named: str | None = None  # the category the record names: the deciding one, or the one `harmful` attributes
-    shares: dict[str, float] = field(default_factory=dict)  # the share of the harm attributed to each category
-    over: frozenset[str] = field(default_factory=frozenset)  # named categories at or over their block threshold
+    named: str | None = (
+        None  # the category the record names: the deciding one, or the one `harmful` attributes
+    )
+    shares: dict[str, float] = field(
+        default_factory=dict
+    )  # the share of the harm attributed to each category
+    over: frozenset[str] = field(
+        default_factory=frozenset
+    )  # named categories at or over their block threshold
 
 
 class CachedEncoder:
@@ -208,7 +214,9 @@ def main() -> None:
     print(f"encoding {len(set(to_encode))} texts and views (cached ones are read)...", flush=True)
     store.encode(shipped.encoder, list(dict.fromkeys(to_encode)), lambda m: print("  " + m, flush=True))
     encoder = CachedEncoder(shipped.encoder, store)
-    block_at = {c: spec.thresholds.block for c, spec in policy.prompt.categories.items() if spec.thresholds.block}
+    block_at = {
+        c: spec.thresholds.block for c, spec in policy.prompt.categories.items() if spec.thresholds.block
+    }
     blocking_categories = set(block_at)
 
     def outcome(stage: list, model: PromptModel, example, text: str) -> Outcome:
@@ -228,7 +236,7 @@ def main() -> None:
                          and v.score >= block_at[v.category])  # fmt: skip
         return Outcome(example.unsafe, bool(blocks), flagged, score, deciding, frozenset(named), example.categories,
                        flagging, {v.category: v.score for v in ours}, said,
-                       {v.category: attributed_share(v) for v in ours if attributed_share(v) is not None}, over)  # fmt: skip
+                       {v.category: share for v in ours if (share := attributed_share(v)) is not None}, over)  # fmt: skip
 
     print(f"\nrecipe: {recipe.describe()}; policy {policy.label}; {os.cpu_count()} cores, torch on 2 threads"
           + (f"; non-commercial sources left out of every fold: {', '.join(sorted(excluded))}" if excluded else ""))  # fmt: skip
@@ -288,7 +296,9 @@ def main() -> None:
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
-def save(path: Path, results: dict[str, list[Outcome]], under: dict[str, list[tuple[Outcome, Outcome]]]) -> None:
+def save(
+    path: Path, results: dict[str, list[Outcome]], under: dict[str, list[tuple[Outcome, Outcome]]]
+) -> None:
     """Every outcome as a JSON line (source or perturbation, and the outcome), for analysis after a run."""
     import json
 
@@ -372,7 +382,9 @@ def print_categories(results: dict[str, list[Outcome]], floor: float) -> None:
         print(f"| {label} | " + " | ".join(str(counts[(label, d)] or "") for d in decided) + " |")
     if not any(o.shares for o in every):
         return
-    print("\nThe second-category floor (`second_category_share`), recomputed from the same scores and shares:\n")
+    print(
+        "\nThe second-category floor (`second_category_share`), recomputed from the same scores and shares:\n"
+    )
     print("| floor | blocked in 2+ named | labelled, also blocked outside label | deciding category right "
           "| right if the largest share decided |")  # fmt: skip
     print("| ---: | ---: | ---: | ---: | ---: |")

@@ -154,8 +154,13 @@ def build_prompt_classifiers(settings: Settings, policy: Policy) -> list:
     if prompt.model.enabled:
         weights = HeadWeights.load(Path(prompt.model.weights) if prompt.model.weights else None)
         classifiers.append(
-            PromptModel(encoder, weights, prompt.categories, evasion_action=prompt.model.evasion,
-                        second_category_share=prompt.model.second_category_share)
+            PromptModel(
+                encoder,
+                weights,
+                prompt.categories,
+                evasion_action=prompt.model.evasion,
+                second_category_share=prompt.model.second_category_share,
+            )
         )
         classifiers.append(LanguageClassifier(prompt.model))
     if prompt.profanity is not None and prompt.profanity.enabled:

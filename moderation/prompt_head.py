@@ -165,7 +165,9 @@ SHARE = " of the harm attributed to it"  # how a named category's detail gives i
 def attributed_category(verdict: Verdict) -> str | None:
     """The named category an overall (`harmful`) verdict attributes the harm to, read from its
     detail; None for other verdicts and for weights without an attribution head."""
-    match = re.search(re.escape(ATTRIBUTED) + r"(\w+)", verdict.detail) if verdict.category == ANY_HARM else None
+    match = (
+        re.search(re.escape(ATTRIBUTED) + r"(\w+)", verdict.detail) if verdict.category == ANY_HARM else None
+    )
     return match.group(1) if match else None
 
 
@@ -181,10 +183,14 @@ class Scores:
 
     scores: np.ndarray  # (texts, policy categories): calibrated probabilities
     nearest: np.ndarray  # (texts, policy categories): index of the nearest exemplar, -1 without exemplars
-    shares: np.ndarray | None  # (texts, named categories): the attribution head's softmax, if the weights have one
+    shares: (
+        np.ndarray | None
+    )  # (texts, named categories): the attribution head's softmax, if the weights have one
 
     def rows(self, index: list[int]) -> Scores:
-        return Scores(self.scores[index], self.nearest[index], None if self.shares is None else self.shares[index])
+        return Scores(
+            self.scores[index], self.nearest[index], None if self.shares is None else self.shares[index]
+        )
 
 
 class PromptModel:
@@ -215,6 +221,12 @@ class PromptModel:
         self._index = [weights.categories.index(c) for c in categories]
         self._evasion_action = evasion_action
         self._second_share = second_category_share
+        # The named categories the attribution head shares the harm among: all of the policy's, or
+        # none when the weights have no head or were trained for other categories.
+        named = [c for c in categories if c != ANY_HARM]
+        self._attributed = (
+            named if weights.attribution_w is not None and set(named) <= set(weights.named) else []
+        )
         self._profanity = predict_prob
         self.version = f"{weights.version} on {encoder.version}"
         self._exemplars = {
@@ -246,9 +258,7 @@ class PromptModel:
                 sims = embeddings @ self._exemplars[category].T
                 exemplar[:, j], nearest[:, j] = sims.max(axis=1), sims.argmax(axis=1)
         profanity = np.asarray(self._profanity(texts), dtype=float)
-        named = [c for c in self._categories if c != ANY_HARM]
-        known = all(c in self._weights.named for c in named)
-        shares = self._weights.attribute(features, named) if known else None
+        shares = self._weights.attribute(features, self._attributed) if self._attributed else None
         return Scores(self._weights.fuse(logits, exemplar, profanity, self._index), nearest, shares)
 
     def classify(self, prompt: str) -> list[Verdict]:
@@ -270,7 +280,9 @@ class PromptModel:
         policy's `second_category_share` of its view's harm is attributed to it (else it flags)."""
         names = list(self._categories)
         named = [j for j, c in enumerate(names) if c != ANY_HARM]
-        blockable = [k for k, j in enumerate(named) if self._categories[names[j]].thresholds.block is not None]
+        blockable = [
+            k for k, j in enumerate(named) if self._categories[names[j]].thresholds.block is not None
+        ]
         views = [int(np.argmax(scored.scores[:, j])) for j in range(len(names))]
         share = {}  # named category -> the share of the harm attributed to it, on its own view
         if scored.shares is not None:

@@ -435,23 +435,28 @@ def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarra
             last.weight.detach().numpy().T.copy(), last.bias.detach().numpy().copy())  # fmt: skip
 
 
-def attribution_targets(examples: list[Example], named: list[str], recipe: Recipe) -> np.ndarray:
+def attribution_targets(
+    examples: list[Example], named: list[str], recipe: Recipe, balance: float = 1.0
+) -> np.ndarray:
     """The attribution head's weighted targets (texts, named categories): an unsafe text with named
     categories shares its row weight (row_weights) among them; safe and uncategorised text has
     none (a row of zeros is not trained on). Each category's column is then scaled to the same
     total, so that the categories with the most text (hate: three hate-speech sources) do not
-    become the answer for everything."""
+    become the answer for everything; `balance` below 1 scales them only part of the way (0: as
+    the data has them), for bench/attribution.py's comparison."""
     y = np.zeros((len(examples), len(named)))
     for i, e in enumerate(examples):
         own = [named.index(c) for c in e.categories if c in named] if e.unsafe else []
         y[i, own] = 1.0 / max(len(own), 1)
     y *= row_weights(examples, recipe)[:, None]
     totals = y.sum(0)
-    scale = np.where(totals > 0, totals[totals > 0].mean() / np.maximum(totals, 1e-12), 0.0)
+    scale = np.where(totals > 0, (totals[totals > 0].mean() / np.maximum(totals, 1e-12)) ** balance, 0.0)
     return (y * scale).astype(np.float32)
 
 
-def fit_attribution(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def fit_attribution(
+    x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A linear softmax over the named categories, fitted by cross-entropy with weighted targets
     (attribution_targets) and AdamW: which category the harm in an unsafe text belongs to.
     Whether it is unsafe is the other heads' question."""
