@@ -7,6 +7,16 @@ from audit.models import Decision, GenerationRecord, RecordContent, Redaction, V
 from audit.store import AuditError, AuditStore, ChainReport, CheckpointStatement, RecordDraft
 
 __all__ = [
-    "AuditError", "AuditStore", "ChainReport", "CheckpointKey", "CheckpointStatement", "Decision",
-    "GenerationRecord", "RecordContent", "RecordDraft", "Redaction", "SchemaError", "VerdictRow",
-]  # fmt: skip
+    "AuditError",
+    "AuditStore",
+    "ChainReport",
+    "CheckpointKey",
+    "CheckpointStatement",
+    "Decision",
+    "GenerationRecord",
+    "RecordContent",
+    "RecordDraft",
+    "Redaction",
+    "SchemaError",
+    "VerdictRow",
+]

@@ -77,12 +77,18 @@ def principal_dependency(get_store: Callable[[], AuditStore]) -> Callable[..., P
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         if credentials is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required: Authorization: Bearer <key>",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "an API key is required: Authorization: Bearer <key>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         found = authenticate(store, credentials.credentials)
         if found is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown or revoked API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return found
 
     return principal
@@ -127,9 +133,12 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
         base = str(request.url_for("get_record", generation_id=body["generation_id"]))
         released = body["status"] == "released"
         label = body.get("manifest_label")
-        body["links"] = {"self": base, "video": f"{base}/video" if released else None,
-                         "thumbnails": f"{base}/thumbnails" if released else None,
-                         "manifest": str(request.base_url) + f"v1/manifests/{quote(label, safe=':')}" if label else None}  # fmt: skip
+        body["links"] = {
+            "self": base,
+            "video": f"{base}/video" if released else None,
+            "thumbnails": f"{base}/thumbnails" if released else None,
+            "manifest": str(request.base_url) + f"v1/manifests/{quote(label, safe=':')}" if label else None,
+        }
         return body
 
     def refused(exc: AuditError) -> HTTPException:
@@ -157,21 +166,32 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
 
     @router.get("/lookup", summary="Find a record by output sha256, watermark payload or C2PA manifest label")
     def lookup(
-        context: Context, caller: Caller, request: Request,
+        context: Context,
+        caller: Caller,
+        request: Request,
         sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
-        watermark: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{1,64}$", description="payload, hex")] = None,
-        manifest: Annotated[str | None, Query(min_length=1, max_length=500, description="manifest label")] = None,
-    ) -> RecordDetail:  # fmt: skip
+        watermark: Annotated[
+            str | None, Query(pattern="^[0-9a-fA-F]{1,64}$", description="payload, hex")
+        ] = None,
+        manifest: Annotated[
+            str | None, Query(min_length=1, max_length=500, description="manifest label")
+        ] = None,
+    ) -> RecordDetail:
         given = [
             (n, v) for n, v in (("sha256", sha256), ("watermark", watermark), ("manifest", manifest)) if v
         ]
         if len(given) != 1:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give exactly one of the fields 'sha256', "
-                                "'watermark', 'manifest'")  # fmt: skip
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                "give exactly one of the fields 'sha256', 'watermark', 'manifest'",
+            )
         name, value = given[0]
         store = context.store
-        find = {"sha256": lambda v: store.find_by_sha256(v.lower()), "watermark": lambda v: store.find_by_payload(v.lower()),
-                "manifest": store.find_by_manifest}[name]  # fmt: skip
+        find = {
+            "sha256": lambda v: store.find_by_sha256(v.lower()),
+            "watermark": lambda v: store.find_by_payload(v.lower()),
+            "manifest": store.find_by_manifest,
+        }[name]
         record = visible(find(value), caller, f"with {name} {value}")
         return RecordDetail(**with_links(request, queries.detail(store, record)))
 
@@ -180,8 +200,11 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
         record = visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
         return FileResponse(_released_file(record), media_type="video/mp4", filename=f"{generation_id}.mp4")
 
-    @router.get("/records/{generation_id}/thumbnails", summary="A PNG strip of frames across the video",
-                responses={200: {"content": {"image/png": {}}}})  # fmt: skip
+    @router.get(
+        "/records/{generation_id}/thumbnails",
+        summary="A PNG strip of frames across the video",
+        responses={200: {"content": {"image/png": {}}}},
+    )
     def thumbnails(generation_id: str, context: Context, caller: Caller) -> Response:
         record = visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
         if context.thumbnail_strip is None:
@@ -216,10 +239,14 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
 
     @router.get("/queue", response_model=Page, summary="The review queue")
     def queue(
-        context: Context, caller: Reviewer,
-        escalated: Annotated[bool, Query(description="records whose latest decision is an escalation")] = False,
-        cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> Page:  # fmt: skip
+        context: Context,
+        caller: Reviewer,
+        escalated: Annotated[
+            bool, Query(description="records whose latest decision is an escalation")
+        ] = False,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> Page:
         """Blocked and flagged records without a decision, highest score first."""
         try:
             return queries.review_queue(context.store, escalated, cursor, limit)
@@ -230,8 +257,11 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
     def stats(context: Context, caller: Caller, f: Annotated[RecordFilter, Query()]) -> Stats:
         return Stats(**queries.stats(context.store, scoped(f, caller)))
 
-    @router.get("/export", summary="Stream a filtered set as JSONL, CSV or DSA statements of reasons",
-                responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})  # fmt: skip
+    @router.get(
+        "/export",
+        summary="Stream a filtered set as JSONL, CSV or DSA statements of reasons",
+        responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+    )
     def export_records(
         context: Context, caller: Reviewer, query: Annotated[ExportQuery, Query()]
     ) -> StreamingResponse:
@@ -252,8 +282,9 @@ def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
             )
         else:
             body, media, suffix = export.jsonl(context.store, f), "application/x-ndjson", "jsonl"
-        return StreamingResponse(body, media_type=media,
-                                 headers={"Content-Disposition": f'attachment; filename="audit.{suffix}"'})  # fmt: skip
+        return StreamingResponse(
+            body, media_type=media, headers={"Content-Disposition": f'attachment; filename="audit.{suffix}"'}
+        )
 
     return router
 

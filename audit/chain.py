@@ -16,16 +16,43 @@ from typing import Any
 GENESIS = "0" * 64
 
 RECORD_FIELDS = (
-    "seq", "generation_id", "created_at", "tenant", "user", "policy_name", "policy_version",
-    "model_id", "model_version", "status", "flagged", "needs_review", "blocked_stage", "reason",
-    "top_score", "top_category", "top_classifier", "output_sha256", "output_path",
-    "watermark_payload", "watermark_method", "watermark_key_id", "manifest_label", "content_hash",
-)  # fmt: skip
+    "seq",
+    "generation_id",
+    "created_at",
+    "tenant",
+    "user",
+    "policy_name",
+    "policy_version",
+    "model_id",
+    "model_version",
+    "status",
+    "flagged",
+    "needs_review",
+    "blocked_stage",
+    "reason",
+    "top_score",
+    "top_category",
+    "top_classifier",
+    "output_sha256",
+    "output_path",
+    "watermark_payload",
+    "watermark_method",
+    "watermark_key_id",
+    "manifest_label",
+    "content_hash",
+)
 LATER_RECORD_FIELDS = ("tier",)
 VERDICT_FIELDS = (
-    "stage", "classifier", "classifier_version", "category", "score", "threshold", "action",
-    "calibrated", "detail",
-)  # fmt: skip
+    "stage",
+    "classifier",
+    "classifier_version",
+    "category",
+    "score",
+    "threshold",
+    "action",
+    "calibrated",
+    "detail",
+)
 LATER_VERDICT_FIELDS = ("frames",)  # hashed when set, so verdicts written before it verify
 DECISION_FIELDS = ("seq", "record_seq", "created_at", "decision", "reason", "reviewer", "reviewer_key")
 REDACTION_FIELDS = ("seq", "record_seq", "created_at", "reason", "requested_by")

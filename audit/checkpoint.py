@@ -62,8 +62,9 @@ class CheckpointKey:
             if isinstance(public, ec.EllipticCurvePublicKey):
                 size = (public.curve.key_size + 7) // 8
                 if len(signature) == 2 * size:
-                    signature = encode_dss_signature(int.from_bytes(signature[:size], "big"),
-                                                     int.from_bytes(signature[size:], "big"))  # fmt: skip
+                    signature = encode_dss_signature(
+                        int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+                    )
             return base64.b64encode(signature).decode()
         if self.private_key is None:
             raise ValueError("this checkpoint key has no private key: it can only verify")

@@ -18,11 +18,31 @@ from audit.queries import RecordFilter, iter_records
 from audit.store import AuditStore
 
 CSV_COLUMNS = (
-    "seq", "generation_id", "created_at", "tenant", "user", "status", "flagged", "blocked_stage", "reason",
-    "top_category", "top_classifier", "top_score", "policy_name", "policy_version", "model_id",
-    "model_version", "output_sha256", "watermark_payload", "manifest_label", "latest_decision", "redacted",
-    "prompt", "input_image_sha256", "verdicts",
-)  # fmt: skip
+    "seq",
+    "generation_id",
+    "created_at",
+    "tenant",
+    "user",
+    "status",
+    "flagged",
+    "blocked_stage",
+    "reason",
+    "top_category",
+    "top_classifier",
+    "top_score",
+    "policy_name",
+    "policy_version",
+    "model_id",
+    "model_version",
+    "output_sha256",
+    "watermark_payload",
+    "manifest_label",
+    "latest_decision",
+    "redacted",
+    "prompt",
+    "input_image_sha256",
+    "verdicts",
+)
 
 # Policy category -> (DSA statement category, category specification keyword). A category that is
 # not listed maps to a violation of the terms of service with KEYWORD_OTHER and its own name.
@@ -35,15 +55,42 @@ DSA_CATEGORIES: dict[str, tuple[str, str]] = {
     "harassment": ("STATEMENT_CATEGORY_CYBER_VIOLENCE", "KEYWORD_CYBER_HARASSMENT"),
     "extremism": ("STATEMENT_CATEGORY_RISK_FOR_PUBLIC_SECURITY", "KEYWORD_TERRORIST_CONTENT"),
     "weapons": ("STATEMENT_CATEGORY_UNSAFE_AND_PROHIBITED_PRODUCTS", "KEYWORD_PROHIBITED_PRODUCTS"),
-    "deception": ("STATEMENT_CATEGORY_NEGATIVE_EFFECTS_ON_CIVIC_DISCOURSE_OR_ELECTIONS",
-                  "KEYWORD_MISINFORMATION_DISINFORMATION"),
+    "deception": (
+        "STATEMENT_CATEGORY_NEGATIVE_EFFECTS_ON_CIVIC_DISCOURSE_OR_ELECTIONS",
+        "KEYWORD_MISINFORMATION_DISINFORMATION",
+    ),
     "impersonation": ("STATEMENT_CATEGORY_SCAMS_AND_FRAUD", "KEYWORD_IMPERSONATION_ACCOUNT_HIJACKING"),
     "ip": ("STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS", "KEYWORD_TRADEMARK_INFRINGEMENT"),
-}  # fmt: skip
+}
 EU_MEMBER_STATES = (
-    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
-    "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
-)  # fmt: skip
+    "AT",
+    "BE",
+    "BG",
+    "CY",
+    "CZ",
+    "DE",
+    "DK",
+    "EE",
+    "ES",
+    "FI",
+    "FR",
+    "GR",
+    "HR",
+    "HU",
+    "IE",
+    "IT",
+    "LT",
+    "LU",
+    "LV",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SE",
+    "SI",
+    "SK",
+)
 # Stages before generation refuse the request itself (text, and an image when one was given);
 # later stages withhold a generated video.
 _PRE_GENERATION = ("request", "prompt", "image")
@@ -61,11 +108,13 @@ def csv_rows(store: AuditStore, f: RecordFilter) -> Iterator[str]:
     for item in iter_records(store, f):
         flat = {
             **item,
-            "policy_name": item["policy"]["name"], "policy_version": item["policy"]["version"],
-            "model_id": item["model"]["id"], "model_version": item["model"]["version"],
+            "policy_name": item["policy"]["name"],
+            "policy_version": item["policy"]["version"],
+            "model_id": item["model"]["id"],
+            "model_version": item["model"]["version"],
             "watermark_payload": item["watermark"]["payload"],
             "verdicts": json.dumps(item["verdicts"], sort_keys=True),
-        }  # fmt: skip
+        }
         writer.writerow(["" if flat[c] is None else flat[c] for c in CSV_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)
@@ -103,8 +152,10 @@ def statement_of_reasons(item: dict[str, Any], territorial_scope: tuple[str, ...
         f"stage '{item['blocked_stage']}': {item['reason'] or 'blocked'}."
     )
     if blocking:
-        facts += (f" Classifier {blocking['classifier']} {blocking['classifier_version']} scored "
-                  f"{blocking['score']:.3f} for '{category}' against a threshold of {blocking['threshold']:.3f}.")  # fmt: skip
+        facts += (
+            f" Classifier {blocking['classifier']} {blocking['classifier_version']} scored "
+            f"{blocking['score']:.3f} for '{category}' against a threshold of {blocking['threshold']:.3f}."
+        )
     if reviewed:
         facts += f" A human reviewer then decided: {reviewed[-1]['decision']} ({reviewed[-1]['reason']})."
     date = item["created_at"][:10]

@@ -122,22 +122,52 @@ class JobStore:
             mine = (J.tenant == draft.tenant) & (J.user == draft.user)
             used = conn.execute(select(func.count()).where(mine & (J.created_at >= start))).scalar_one()
             if used >= limits.per_month:
-                raise QuotaExceeded(f"monthly limit of {limits.per_month} generations reached for user "
-                                    f"{draft.user!r}; it resets at {end.isoformat()}", "month", limits.per_month, end)  # fmt: skip
+                raise QuotaExceeded(
+                    f"monthly limit of {limits.per_month} generations reached for user "
+                    f"{draft.user!r}; it resets at {end.isoformat()}",
+                    "month",
+                    limits.per_month,
+                    end,
+                )
             active = conn.execute(select(func.count()).where(mine & J.state.in_(ACTIVE))).scalar_one()
             if active >= limits.concurrent:
-                raise QuotaExceeded(f"{limits.concurrent} jobs of user {draft.user!r} are already queued or running; "
-                                    "retry when one finishes", "concurrent", limits.concurrent, None)  # fmt: skip
+                raise QuotaExceeded(
+                    f"{limits.concurrent} jobs of user {draft.user!r} are already queued or running; "
+                    "retry when one finishes",
+                    "concurrent",
+                    limits.concurrent,
+                    None,
+                )
             row = {
-                "id": uuid.uuid4().hex, "tenant": draft.tenant, "user": draft.user, "key_id": draft.key_id,
-                "tier": draft.tier, "state": "queued", "progress": 0.0, "idempotency_key": draft.idempotency_key,
-                "request_sha256": draft.request_sha256, "params": json.dumps(draft.params, sort_keys=True),
-                "attempts": 0, "cancel_requested": False, "generation_id": str(uuid.uuid4()), "created_at": now,
-            }  # fmt: skip
+                "id": uuid.uuid4().hex,
+                "tenant": draft.tenant,
+                "user": draft.user,
+                "key_id": draft.key_id,
+                "tier": draft.tier,
+                "state": "queued",
+                "progress": 0.0,
+                "idempotency_key": draft.idempotency_key,
+                "request_sha256": draft.request_sha256,
+                "params": json.dumps(draft.params, sort_keys=True),
+                "attempts": 0,
+                "cancel_requested": False,
+                "generation_id": str(uuid.uuid4()),
+                "created_at": now,
+            }
             try:
                 conn.execute(insert(GenerationJob), [row])
-                conn.execute(insert(JobInput), [{"job_id": row["id"], "prompt": draft.prompt, "image": draft.image,
-                                                 "image_type": draft.image_type, "image_name": draft.image_name}])  # fmt: skip
+                conn.execute(
+                    insert(JobInput),
+                    [
+                        {
+                            "job_id": row["id"],
+                            "prompt": draft.prompt,
+                            "image": draft.image,
+                            "image_type": draft.image_type,
+                            "image_name": draft.image_name,
+                        }
+                    ],
+                )
             except IntegrityError as exc:  # the same key from another user of the tenant, at the same moment
                 raise IdempotencyConflict(f"idempotency key {draft.idempotency_key!r} is in use") from exc
         return self.get(row["id"]), True
@@ -173,9 +203,13 @@ class JobStore:
         with self.store.transaction() as conn:
             stale = conn.execute(select(J).where(J.state.in_(ACTIVE) & (touched < cutoff))).all()
             unrecorded = conn.execute(
-                select(J).where(J.state.in_(FINAL) & (J.finished_at < cutoff) & J.id.in_(select(JobInput.job_id))
-                                & ~J.generation_id.in_(select(GenerationRecord.generation_id)))
-            ).all()  # fmt: skip
+                select(J).where(
+                    J.state.in_(FINAL)
+                    & (J.finished_at < cutoff)
+                    & J.id.in_(select(JobInput.job_id))
+                    & ~J.generation_id.in_(select(GenerationRecord.generation_id))
+                )
+            ).all()
             queued = [r.id for r in stale if r.state == "queued"]
             if queued:
                 conn.execute(update(J).where(J.id.in_(queued)).values(heartbeat_at=now))
@@ -199,8 +233,11 @@ class JobStore:
             if job.attempts >= max_attempts:  # leased too, so that one run records the failure
                 conn.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(heartbeat_at=now))
                 return Claim(job, inputs, exhausted=True)
-            conn.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(
-                state="running", attempts=job.attempts + 1, started_at=now, heartbeat_at=now))  # fmt: skip
+            conn.execute(
+                update(GenerationJob)
+                .where(GenerationJob.id == job_id)
+                .values(state="running", attempts=job.attempts + 1, started_at=now, heartbeat_at=now)
+            )
             job.state, job.attempts, job.started_at, job.heartbeat_at = "running", job.attempts + 1, now, now
         return Claim(job, inputs)
 
@@ -210,8 +247,14 @@ class JobStore:
         J = GenerationJob
         mine = (J.id == job_id) & (J.state == "running") & (J.attempts == attempt)
         with self.store.engine.begin() as conn:
-            held = conn.execute(update(J).where(mine).values(
-                progress=round(progress, 4), stage=stage, heartbeat_at=utcnow())).rowcount == 1  # fmt: skip
+            held = (
+                conn.execute(
+                    update(J)
+                    .where(mine)
+                    .values(progress=round(progress, 4), stage=stage, heartbeat_at=utcnow())
+                ).rowcount
+                == 1
+            )
             cancel = conn.execute(select(J.cancel_requested).where(J.id == job_id)).scalar()
         return Lease(held=held, cancel_requested=bool(cancel))
 
@@ -222,8 +265,12 @@ class JobStore:
         if state not in FINAL:
             raise ValueError(f"not a final state: {state}")
         with self.store.engine.begin() as conn:
-            values: dict[str, Any] = {"state": state, "reason": reason, "output_path": output_path,
-                                      "finished_at": utcnow()}  # fmt: skip
+            values: dict[str, Any] = {
+                "state": state,
+                "reason": reason,
+                "output_path": output_path,
+                "finished_at": utcnow(),
+            }
             if state == "succeeded":
                 values["progress"] = 1.0
             conn.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(**values))
@@ -238,8 +285,11 @@ class JobStore:
                 raise JobNotFound(f"no job {job_id!r}")
             inputs = None
             if job.state == "queued":
-                conn.execute(update(GenerationJob).where(GenerationJob.id == job_id)
-                             .values(state="cancelled", cancel_requested=True, finished_at=utcnow()))  # fmt: skip
+                conn.execute(
+                    update(GenerationJob)
+                    .where(GenerationJob.id == job_id)
+                    .values(state="cancelled", cancel_requested=True, finished_at=utcnow())
+                )
                 found = conn.execute(select(JobInput).where(JobInput.job_id == job_id)).first()
                 inputs = JobInput(**found._mapping) if found else None
                 job.state = "cancelled"

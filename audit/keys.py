@@ -52,8 +52,15 @@ def create_key(
     if tier is not None and role != "generator":
         raise AuditError("only generator keys have a tier")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-    row = ApiKey(key_id=key_id, secret_sha256=_digest(secret), role=role, tenant=tenant, tier=tier, name=name.strip(),
-                 created_at=dt.datetime.now(dt.UTC))  # fmt: skip
+    row = ApiKey(
+        key_id=key_id,
+        secret_sha256=_digest(secret),
+        role=role,
+        tenant=tenant,
+        tier=tier,
+        name=name.strip(),
+        created_at=dt.datetime.now(dt.UTC),
+    )
     with Session(store.engine) as session:
         session.add(row)
         session.commit()

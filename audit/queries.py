@@ -177,9 +177,14 @@ R = GenerationRecord
 def conditions(f: RecordFilter) -> list:
     """SQL conditions on generation_records for a filter."""
     where: list = []
-    for value, column in ((f.tenant, R.tenant), (f.user, R.user), (f.status, R.status),
-                          (f.blocked_stage, R.blocked_stage), (f.policy_version, R.policy_version),
-                          (f.model, R.model_id)):  # fmt: skip
+    for value, column in (
+        (f.tenant, R.tenant),
+        (f.user, R.user),
+        (f.status, R.status),
+        (f.blocked_stage, R.blocked_stage),
+        (f.policy_version, R.policy_version),
+        (f.model, R.model_id),
+    ):
         if value is not None:
             where.append(column == value)
     # Rows are written in time order (the store never gives a later row an earlier created_at),
@@ -191,8 +196,11 @@ def conditions(f: RecordFilter) -> list:
         where.append(R.seq < func.coalesce(_first_seq_at_or_after(f.until), _NO_SEQ))
     if f.stage or f.classifier or f.category:
         verdict = [VerdictRow.record_seq == R.seq]
-        for value, column in ((f.stage, VerdictRow.stage), (f.classifier, VerdictRow.classifier),
-                              (f.category, VerdictRow.category)):  # fmt: skip
+        for value, column in (
+            (f.stage, VerdictRow.stage),
+            (f.classifier, VerdictRow.classifier),
+            (f.category, VerdictRow.category),
+        ):
             if value is not None:
                 verdict.append(column == value)
         if f.min_score is not None:
@@ -267,14 +275,23 @@ def _keyset(sort: Sort, order: Order, cursor: str | None) -> tuple[list, list]:
     beyond = (lambda col, v: col < v) if desc else (lambda col, v: col > v)
     if sort == "time":
         return order_by, [beyond(R.seq, after["seq"])]
-    return order_by, [or_(beyond(R.top_score, after["score"]),
-                          and_(R.top_score == after["score"], beyond(R.seq, after["seq"])))]  # fmt: skip
+    return order_by, [
+        or_(
+            beyond(R.top_score, after["score"]),
+            and_(R.top_score == after["score"], beyond(R.seq, after["seq"])),
+        )
+    ]
 
 
 def list_records(
-    store: AuditStore, f: RecordFilter, sort: Sort = "time", order: Order = "desc",
-    cursor: str | None = None, limit: int = 50, extra: list | None = None,
-) -> Page:  # fmt: skip
+    store: AuditStore,
+    f: RecordFilter,
+    sort: Sort = "time",
+    order: Order = "desc",
+    cursor: str | None = None,
+    limit: int = 50,
+    extra: list | None = None,
+) -> Page:
     order_by, start = _keyset(sort, order, cursor)
     query = select(R).where(*conditions(f), *start, *(extra or [])).order_by(*order_by).limit(limit + 1)
     with Session(store.engine) as session:
@@ -286,8 +303,13 @@ def list_records(
     return Page(items=items, next_cursor=next_cursor)
 
 
-def review_queue(store: AuditStore, escalated: bool = False, cursor: str | None = None, limit: int = 50,
-                 tenant: str | None = None) -> Page:  # fmt: skip
+def review_queue(
+    store: AuditStore,
+    escalated: bool = False,
+    cursor: str | None = None,
+    limit: int = 50,
+    tenant: str | None = None,
+) -> Page:
     """Blocked and flagged records without a decision (or, with `escalated`, whose latest decision
     is an escalation), highest score first."""
     extra = [R.needs_review.is_(True)]
@@ -302,9 +324,14 @@ def summaries(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, An
     if not rows:
         return []
     seqs = [r["seq"] for r in rows]
-    contents = {seq: (prompt, image) for seq, prompt, image in session.exec(
-        select(RecordContent.record_seq, RecordContent.prompt, RecordContent.input_image_sha256)
-        .where(RecordContent.record_seq.in_(seqs)))}  # fmt: skip
+    contents = {
+        seq: (prompt, image)
+        for seq, prompt, image in session.exec(
+            select(RecordContent.record_seq, RecordContent.prompt, RecordContent.input_image_sha256).where(
+                RecordContent.record_seq.in_(seqs)
+            )
+        )
+    }
     latest: dict[int, str] = {}
     for record_seq, decision in session.exec(
         select(Decision.record_seq, Decision.decision)
@@ -339,7 +366,7 @@ def summary(
             "payload": row["watermark_payload"],
             "method": row["watermark_method"],
             "key_id": row["watermark_key_id"],
-        },  # fmt: skip
+        },
         "manifest_label": row["manifest_label"],
         "prompt": prompt,
         "input_image_sha256": input_image_sha256,
@@ -352,9 +379,12 @@ def detail(store: AuditStore, record: GenerationRecord) -> dict[str, Any]:
     """One record with its verdicts, decisions and redactions."""
     content = store.content(record.seq)
     decisions = store.decisions(record.seq)
-    out = summary(record.model_dump(), content.prompt if content else None,
-                  content.input_image_sha256 if content else None,
-                  decisions[-1].decision if decisions else None)  # fmt: skip
+    out = summary(
+        record.model_dump(),
+        content.prompt if content else None,
+        content.input_image_sha256 if content else None,
+        decisions[-1].decision if decisions else None,
+    )
     out["row_hash"] = record.row_hash
     out["verdicts"] = [verdict_view(v) for v in store.verdicts(record.seq)]
     out["decisions"] = [decision_view(d) for d in decisions]
@@ -370,8 +400,14 @@ def verdict_view(v: VerdictRow) -> dict[str, Any]:
 
 
 def decision_view(d: Decision) -> dict[str, Any]:
-    return {"seq": d.seq, "created_at": utc(d.created_at).isoformat(), "decision": d.decision, "reason": d.reason,
-            "reviewer": d.reviewer, "reviewer_key": d.reviewer_key}  # fmt: skip
+    return {
+        "seq": d.seq,
+        "created_at": utc(d.created_at).isoformat(),
+        "decision": d.decision,
+        "reason": d.reason,
+        "reviewer": d.reviewer,
+        "reviewer_key": d.reviewer_key,
+    }
 
 
 def redaction_view(r: Redaction) -> dict[str, Any]:
@@ -388,8 +424,11 @@ def stats(store: AuditStore, f: RecordFilter) -> dict[str, Any]:
     where = conditions(f)
     with Session(store.engine) as session:
         by_status = dict(session.exec(select(R.status, func.count()).where(*where).group_by(R.status)).all())
-        day = func.date(R.created_at) if store.engine.dialect.name == "sqlite" else cast(
-            func.timezone("UTC", R.created_at), Date)  # fmt: skip
+        day = (
+            func.date(R.created_at)
+            if store.engine.dialect.name == "sqlite"
+            else cast(func.timezone("UTC", R.created_at), Date)
+        )
         by_day: dict[str, dict[str, int]] = {}
         for d, status, n in session.exec(
             select(day, R.status, func.count()).where(*where).group_by(day, R.status)
@@ -406,11 +445,14 @@ def stats(store: AuditStore, f: RecordFilter) -> dict[str, Any]:
         screened = (
             screened.join(R, R.seq == VerdictRow.record_seq).where(*where).group_by(VerdictRow.classifier)
         )
-        blocked = dict(session.exec(
-            select(VerdictRow.classifier, func.count(func.distinct(VerdictRow.record_seq)))
-            .join(R, R.seq == VerdictRow.record_seq)
-            .where(*where, VerdictRow.action == "block").group_by(VerdictRow.classifier)
-        ).all())  # fmt: skip
+        blocked = dict(
+            session.exec(
+                select(VerdictRow.classifier, func.count(func.distinct(VerdictRow.record_seq)))
+                .join(R, R.seq == VerdictRow.record_seq)
+                .where(*where, VerdictRow.action == "block")
+                .group_by(VerdictRow.classifier)
+            ).all()
+        )
         per_classifier = {
             name: {
                 "screened": n,
@@ -441,16 +483,22 @@ def iter_records(store: AuditStore, f: RecordFilter, page_size: int = 1000) -> I
             items = summaries(session, rows)
             seqs = [r["seq"] for r in rows]
             verdicts: dict[int, list[dict[str, Any]]] = {}
-            for v in session.exec(select(VerdictRow).where(VerdictRow.record_seq.in_(seqs))
-                                  .order_by(VerdictRow.record_seq, VerdictRow.position)):  # fmt: skip
+            for v in session.exec(
+                select(VerdictRow)
+                .where(VerdictRow.record_seq.in_(seqs))
+                .order_by(VerdictRow.record_seq, VerdictRow.position)
+            ):
                 verdicts.setdefault(v.record_seq, []).append(verdict_view(v))
             decisions: dict[int, list[dict[str, Any]]] = {}
             for d in session.exec(
                 select(Decision).where(Decision.record_seq.in_(seqs)).order_by(Decision.seq)
             ):
                 decisions.setdefault(d.record_seq, []).append(decision_view(d))
-            redacted_at = dict(session.exec(select(Redaction.record_seq, Redaction.created_at)
-                                            .where(Redaction.record_seq.in_(seqs))).all())  # fmt: skip
+            redacted_at = dict(
+                session.exec(
+                    select(Redaction.record_seq, Redaction.created_at).where(Redaction.record_seq.in_(seqs))
+                ).all()
+            )
         for item in items:
             item["verdicts"] = verdicts.get(item["seq"], [])
             item["decisions"] = decisions.get(item["seq"], [])

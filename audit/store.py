@@ -114,9 +114,12 @@ class AuditStore:
     """
 
     def __init__(
-        self, url: str, checkpoint_key: CheckpointKey | None = None, checkpoint_every: int = 1000,
+        self,
+        url: str,
+        checkpoint_key: CheckpointKey | None = None,
+        checkpoint_every: int = 1000,
         retired_checkpoint_keys: Sequence[CheckpointKey] = (),
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`retired_checkpoint_keys`: certificates that signed checkpoints before a key rotation."""
         if url.startswith("sqlite://") and url.removeprefix("sqlite://") in ("", "/", "/:memory:"):
             raise ValueError("an in-memory SQLite audit log would be lost on exit; give a file path")
@@ -163,9 +166,14 @@ class AuditStore:
                 if draft.manifest_store is not None:
                     if not draft.manifest_label:
                         raise AuditError("record refused, nothing written: a manifest store needs its label")
-                    manifests.append({"label": draft.manifest_label, "record_seq": record["seq"],
-                                      "sha256": hashlib.sha256(draft.manifest_store).hexdigest(),
-                                      "data": draft.manifest_store})  # fmt: skip
+                    manifests.append(
+                        {
+                            "label": draft.manifest_label,
+                            "record_seq": record["seq"],
+                            "sha256": hashlib.sha256(draft.manifest_store).hexdigest(),
+                            "data": draft.manifest_store,
+                        }
+                    )
             try:
                 conn.execute(insert(GenerationRecord), records)
                 conn.execute(insert(RecordContent), contents)
@@ -187,9 +195,17 @@ class AuditStore:
             raise AuditError("a decision needs a reason")
         with self._extend() as (conn, head):
             record_seq = self._seq_of(conn, generation_id)
-            row = Decision(seq=head.seq + 1, record_seq=record_seq, created_at=head.tick(), decision=decision,
-                           reason=reason.strip(), reviewer=reviewer, reviewer_key=reviewer_key,
-                           prev_hash=head.row_hash, row_hash="")  # fmt: skip
+            row = Decision(
+                seq=head.seq + 1,
+                record_seq=record_seq,
+                created_at=head.tick(),
+                decision=decision,
+                reason=reason.strip(),
+                reviewer=reviewer,
+                reviewer_key=reviewer_key,
+                prev_hash=head.row_hash,
+                row_hash="",
+            )
             row.row_hash = chain.decision_hash(row.prev_hash, row)
             head.seq, head.row_hash = row.seq, row.row_hash
             conn.execute(insert(Decision), [_columns(row)])
@@ -204,9 +220,15 @@ class AuditStore:
             content = select(RecordContent.record_seq).where(RecordContent.record_seq == record_seq)
             if conn.execute(content).first() is None:
                 raise AuditError(f"record {generation_id} is already redacted")
-            row = Redaction(seq=head.seq + 1, record_seq=record_seq, created_at=head.tick(),
-                            reason=reason.strip(), requested_by=requested_by, prev_hash=head.row_hash,
-                            row_hash="")  # fmt: skip
+            row = Redaction(
+                seq=head.seq + 1,
+                record_seq=record_seq,
+                created_at=head.tick(),
+                reason=reason.strip(),
+                requested_by=requested_by,
+                prev_hash=head.row_hash,
+                row_hash="",
+            )
             row.row_hash = chain.redaction_hash(row.prev_hash, row)
             head.seq, head.row_hash = row.seq, row.row_hash
             conn.execute(insert(Redaction), [_columns(row)])
@@ -324,8 +346,10 @@ class AuditStore:
                 break
             key = self._verifying_keys.get(c.signer)
             if key is None:
-                report.warnings.append(f"checkpoint at seq {c.head_seq} is signed by another certificate "
-                                       f"({c.signer[:16]}...); not trusted")  # fmt: skip
+                report.warnings.append(
+                    f"checkpoint at seq {c.head_seq} is signed by another certificate "
+                    f"({c.signer[:16]}...); not trusted"
+                )
                 pending.remove(c)
             elif not key.verify(message, c.signature):
                 problems.append((c.head_seq, "a checkpoint's signature does not verify (forged or altered)"))
@@ -338,10 +362,16 @@ class AuditStore:
             else:
                 problems.append((0, "the chain differs from a signed checkpoint (rewritten)"))
         newest = checkpoints[-1] if checkpoints else None
-        if newest and self.checkpoint_key and newest.signer != self.checkpoint_key.fingerprint \
-                and newest.signer in self._verifying_keys:  # fmt: skip
-            report.warnings.append("the newest checkpoint is signed by a retired certificate; sign one with "
-                                   "the current key (hallmark audit checkpoint)")  # fmt: skip
+        if (
+            newest
+            and self.checkpoint_key
+            and newest.signer != self.checkpoint_key.fingerprint
+            and newest.signer in self._verifying_keys
+        ):
+            report.warnings.append(
+                "the newest checkpoint is signed by a retired certificate; sign one with "
+                "the current key (hallmark audit checkpoint)"
+            )
         prev, last_seq = chain.GENESIS, 0
         missing_content: list[int] = []
         redacted: set[int] = set()
@@ -384,11 +414,21 @@ class AuditStore:
             head = conn.execute(select(ChainHead.seq, ChainHead.row_hash)).first()
         if not problems:
             for c in pending:
-                problems.append((c.head_seq, f"rows up to seq {c.head_seq} were signed in a checkpoint but the "
-                                             f"chain ends at seq {last_seq} (truncated)"))  # fmt: skip
+                problems.append(
+                    (
+                        c.head_seq,
+                        f"rows up to seq {c.head_seq} were signed in a checkpoint but the "
+                        f"chain ends at seq {last_seq} (truncated)",
+                    )
+                )
             if head is None or (head.seq, head.row_hash) != (last_seq, prev):
-                problems.append((last_seq + 1, f"the chain head says seq {head.seq if head else None} but the "
-                                               f"chain ends at seq {last_seq} (truncated)"))  # fmt: skip
+                problems.append(
+                    (
+                        last_seq + 1,
+                        f"the chain head says seq {head.seq if head else None} but the "
+                        f"chain ends at seq {last_seq} (truncated)",
+                    )
+                )
             for seq in missing_content:
                 if seq not in redacted:
                     problems.append((seq, "record content was erased without a redaction event"))
@@ -437,10 +477,19 @@ class _ChainTransaction:
         if key is not None and (self.force_checkpoint or due):
             created_at = _now()
             message = chain.checkpoint_message(head.seq, head.row_hash, created_at)
-            conn.execute(insert(Checkpoint), [{
-                "head_seq": head.seq, "head_hash": head.row_hash, "created_at": created_at,
-                "signer": key.fingerprint, "algorithm": key.algorithm, "signature": key.sign(message),
-            }])  # fmt: skip
+            conn.execute(
+                insert(Checkpoint),
+                [
+                    {
+                        "head_seq": head.seq,
+                        "head_hash": head.row_hash,
+                        "created_at": created_at,
+                        "signer": key.fingerprint,
+                        "algorithm": key.algorithm,
+                        "signature": key.sign(message),
+                    }
+                ],
+            )
             head.checkpoint_seq = head.seq
         conn.execute(
             update(ChainHead)
@@ -538,14 +587,22 @@ def _build_record(draft: RecordDraft, head: _Head) -> tuple[dict, dict, list[dic
     Plain dicts, not model objects: validating models costs more than hashing and inserting."""
     seq = head.seq + 1
     salt = secrets.token_hex(16)
-    content = {"record_seq": seq, "salt": salt, "prompt": draft.prompt,
-               "input_image_sha256": draft.input_image_sha256}  # fmt: skip
+    content = {
+        "record_seq": seq,
+        "salt": salt,
+        "prompt": draft.prompt,
+        "input_image_sha256": draft.input_image_sha256,
+    }
     verdicts = []
     for i, v in enumerate(draft.verdicts):
         row = {k: v[k] for k in chain.VERDICT_FIELDS}
-        row.update(record_seq=seq, position=i, score=round(float(row["score"]), 6),
-                   threshold=round(float(row["threshold"]), 6),
-                   frames=json.dumps(v["frames"], sort_keys=True) if v.get("frames") else None)  # fmt: skip
+        row.update(
+            record_seq=seq,
+            position=i,
+            score=round(float(row["score"]), 6),
+            threshold=round(float(row["threshold"]), 6),
+            frames=json.dumps(v["frames"], sort_keys=True) if v.get("frames") else None,
+        )
         verdicts.append(row)
     top = max(verdicts, key=lambda v: v["score"], default=None)
     record = {
@@ -595,10 +652,14 @@ def _chained_rows(conn) -> Iterator[tuple[str, dict, list[dict], bool, bool]]:
             )
             yield seq, "record", row, own, present, matches
 
-    decisions = ((r["seq"], "decision", r, [], True, True)
-                 for r in _stream(conn, select(Decision).order_by(Decision.seq)))  # fmt: skip
-    redactions = ((r["seq"], "redaction", r, [], True, True)
-                  for r in _stream(conn, select(Redaction).order_by(Redaction.seq)))  # fmt: skip
+    decisions = (
+        (r["seq"], "decision", r, [], True, True)
+        for r in _stream(conn, select(Decision).order_by(Decision.seq))
+    )
+    redactions = (
+        (r["seq"], "redaction", r, [], True, True)
+        for r in _stream(conn, select(Redaction).order_by(Redaction.seq))
+    )
     for _seq, kind, row, own, present, matches in heapq.merge(
         with_parts(), decisions, redactions, key=lambda t: t[0]
     ):

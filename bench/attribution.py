@@ -25,8 +25,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SOURCES = ("ailuminate", "simplesafetytests", "harmbench", "strongreject", "safety_tuned_llamas", "nibbler",
-           "hatecheck", "toxigen", "davidson")  # fmt: skip
+SOURCES = (
+    "ailuminate",
+    "simplesafetytests",
+    "harmbench",
+    "strongreject",
+    "safety_tuned_llamas",
+    "nibbler",
+    "hatecheck",
+    "toxigen",
+    "davidson",
+)
 
 
 def mlp(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0):
@@ -35,8 +44,12 @@ def mlp(x: np.ndarray, targets: np.ndarray, epochs: int = 30, seed: int = 0):
 
     torch.manual_seed(seed)
     xt, tt = torch.from_numpy(x), torch.from_numpy(targets / targets.sum(1).mean())
-    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.ReLU(), torch.nn.Dropout(0.3),
-                                torch.nn.Linear(256, targets.shape[1]))  # fmt: skip
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], 256),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.3),
+        torch.nn.Linear(256, targets.shape[1]),
+    )
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -126,8 +139,9 @@ def main() -> None:
         x_test = features(test)
         for name, (balance, fit) in variants.items():
             scores = fit(x, targets[balance][keep])(x_test)
-            right[name][source] = float(np.mean([named[int(np.argmax(s))] in e.categories
-                                                 for s, e in zip(scores, test, strict=True)]))  # fmt: skip
+            right[name][source] = float(
+                np.mean([named[int(np.argmax(s))] in e.categories for s, e in zip(scores, test, strict=True)])
+            )
         print(
             f"  {source}: {len(test)} labelled unsafe prompts, {time.perf_counter() - started:.0f} s",
             flush=True,

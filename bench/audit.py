@@ -110,18 +110,34 @@ class Synth:
                 names = rng.sample(names, rng.randint(1, 2))
             for name in names:
                 category = "sexual" if name == "nudenet" else rng.choices(CATEGORIES, CATEGORY_WEIGHTS)[0]
-                verdicts.append({"stage": stage, "classifier": name, "classifier_version": "1.0",
-                                 "category": category, "score": round(rng.random() ** 3 * FLAG, 4),
-                                 "threshold": BLOCK, "action": "allow", "calibrated": name != "blocklist",
-                                 "detail": ""})  # fmt: skip
+                verdicts.append(
+                    {
+                        "stage": stage,
+                        "classifier": name,
+                        "classifier_version": "1.0",
+                        "category": category,
+                        "score": round(rng.random() ** 3 * FLAG, 4),
+                        "threshold": BLOCK,
+                        "action": "allow",
+                        "calibrated": name != "blocklist",
+                        "detail": "",
+                    }
+                )
         gid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         prompt = " ".join(rng.choices(WORDS, cum_weights=self.word_cw, k=rng.randint(6, 14)))
         draft = RecordDraft(
-            generation_id=gid, prompt=prompt, policy_name="default", policy_version=POLICY_VERSIONS[phase],
-            model_id=model_id, model_version=model_version, verdicts=verdicts, flagged=outcome == "flag",
-            status="blocked" if outcome == "block" else "released", tenant=self.user_tenant[user],
+            generation_id=gid,
+            prompt=prompt,
+            policy_name="default",
+            policy_version=POLICY_VERSIONS[phase],
+            model_id=model_id,
+            model_version=model_version,
+            verdicts=verdicts,
+            flagged=outcome == "flag",
+            status="blocked" if outcome == "block" else "released",
+            tenant=self.user_tenant[user],
             user=f"user-{user:04d}",
-        )  # fmt: skip
+        )
         if outcome != "allow":
             hit = rng.choice(
                 [v for v in verdicts if outcome == "flag" or (v["stage"] == "prompt") == at_prompt]
@@ -222,8 +238,11 @@ def query_plan(store: AuditStore, synth: Synth, clock: Clock, days: int) -> list
         ("newest 50, no filter", True, lambda r: lst()),
         ("tenant", True, lambda r: lst(tenant=r.choice(TENANTS))),
         ("status=blocked", True, lambda r: lst(status="blocked")),
-        ("category + min_score", True,
-         lambda r: lst(category=r.choice(CATEGORIES), min_score=round(r.uniform(0.5, 0.95), 2))),
+        (
+            "category + min_score",
+            True,
+            lambda r: lst(category=r.choice(CATEGORIES), min_score=round(r.uniform(0.5, 0.95), 2)),
+        ),
         ("classifier", True, lambda r: lst(classifier=r.choice(sum(CLASSIFIERS.values(), ())))),
         ("time range, one day", True, lambda r: partial(list_records, store, day(r))),
         ("policy_version", True, lambda r: lst(policy_version=r.choice(POLICY_VERSIONS))),
@@ -238,9 +257,12 @@ def query_plan(store: AuditStore, synth: Synth, clock: Clock, days: int) -> list
         ("find_by_payload", True, lambda r: partial(store.find_by_payload, r.choice(s).watermark_payload)),
         ("find_by_manifest", True, lambda r: partial(store.find_by_manifest, r.choice(s).manifest_label)),
         ("get (generation id)", True, lambda r: partial(store.get, r.choice(s).generation_id)),
-        ("stats, one tenant, one day", False,
-         lambda r: partial(stats, store, day(r, tenant=r.choice(TENANTS)))),
-    ]  # fmt: skip
+        (
+            "stats, one tenant, one day",
+            False,
+            lambda r: partial(stats, store, day(r, tenant=r.choice(TENANTS))),
+        ),
+    ]
 
 
 def time_query(make: Callable, rng: random.Random, reps: int, budget: float) -> tuple[int, float, float]:
@@ -323,11 +345,18 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432", help="server URL")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
     print(f"$ python {shlex.join(sys.argv)}")
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     print(
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, code at {commit or 'unknown'}"
     )

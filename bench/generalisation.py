@@ -43,14 +43,25 @@ DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().pare
 # Kinds of source, for the per-kind means the targets are stated in.
 KINDS = {
     "chat-style harmful requests": (
-        "ailuminate", "simplesafetytests", "harmbench", "advbench", "strongreject", "safety_tuned_llamas",
+        "ailuminate",
+        "simplesafetytests",
+        "harmbench",
+        "advbench",
+        "strongreject",
+        "safety_tuned_llamas",
     ),
     "unsafe visual prompts": ("nibbler", "ring-a-bell"),
     "hateful text": ("hatecheck", "toxigen", "davidson"),
-    "benign captions and video prompts": ("partiprompts", "coco", "moviegenbench", "chronomagic_bench", "fetv"),
+    "benign captions and video prompts": (
+        "partiprompts",
+        "coco",
+        "moviegenbench",
+        "chronomagic_bench",
+        "fetv",
+    ),
     "alarming-but-safe questions": ("xstest",),
     "ordinary chat instructions": ("alpaca_harmless_instructions",),
-}  # fmt: skip
+}
 SOURCES = tuple(s for sources in KINDS.values() for s in sources)
 
 
@@ -132,9 +143,11 @@ def main() -> None:
         "--requests", type=float, default=None, help="Recipe.requests: share also asked as chat requests"
     )
     parser.add_argument(
-        "--weights", type=Path, default=None,
+        "--weights",
+        type=Path,
+        default=None,
         help="score this weights file instead of training: each source's prompts it was not fitted on",
-    )  # fmt: skip
+    )
     parser.add_argument("--save", type=Path, default=None, help="write every outcome as JSON lines")
     parser.add_argument("--no-perturb", action="store_true", help="skip the wrappers and obfuscations")
     parser.add_argument(
@@ -232,14 +245,34 @@ def main() -> None:
         ours = [v for v in verdicts if v.classifier == model.name]
         overall = next((v for v in ours if v.category == ANY_HARM), None)
         said = deciding if deciding != ANY_HARM else (overall and attributed_category(overall)) or ANY_HARM
-        over = frozenset(v.category for v in ours if v.category in block_at and v.category != ANY_HARM
-                         and v.score >= block_at[v.category])  # fmt: skip
-        return Outcome(example.unsafe, bool(blocks), flagged, score, deciding, frozenset(named), example.categories,
-                       flagging, {v.category: v.score for v in ours}, said,
-                       {v.category: share for v in ours if (share := attributed_share(v)) is not None}, over)  # fmt: skip
+        over = frozenset(
+            v.category
+            for v in ours
+            if v.category in block_at and v.category != ANY_HARM and v.score >= block_at[v.category]
+        )
+        return Outcome(
+            example.unsafe,
+            bool(blocks),
+            flagged,
+            score,
+            deciding,
+            frozenset(named),
+            example.categories,
+            flagging,
+            {v.category: v.score for v in ours},
+            said,
+            {v.category: share for v in ours if (share := attributed_share(v)) is not None},
+            over,
+        )
 
-    print(f"\nrecipe: {recipe.describe()}; policy {policy.label}; {os.cpu_count()} cores, torch on 2 threads"
-          + (f"; non-commercial sources left out of every fold: {', '.join(sorted(excluded))}" if excluded else ""))  # fmt: skip
+    print(
+        f"\nrecipe: {recipe.describe()}; policy {policy.label}; {os.cpu_count()} cores, torch on 2 threads"
+        + (
+            f"; non-commercial sources left out of every fold: {', '.join(sorted(excluded))}"
+            if excluded
+            else ""
+        )
+    )
     print(
         "\n| held-out source | unsafe | blocked | flagged or blocked | benign | blocked | flagged | AUPRC | seconds |"
     )
@@ -258,26 +291,41 @@ def main() -> None:
         else:
             held_texts = {clean(e.text) for e in everything if source_of(e) == source}
             weights, _ = train(
-                DATA, policy, shipped.encoder, cache=store, recipe=recipe,
+                DATA,
+                policy,
+                shipped.encoder,
+                cache=store,
+                recipe=recipe,
                 leave_out=lambda e, held_texts=held_texts, source=source: (
                     source_of(e) == source or source_of(e) in excluded or clean(e.text) in held_texts
                 ),
-            )  # fmt: skip
+            )
         assert not any(weights.has_seen(e.text) for e in held[source])
-        model = PromptModel(encoder, weights, policy.prompt.categories, evasion_action=policy.prompt.model.evasion,
-                            second_category_share=policy.prompt.model.second_category_share)  # fmt: skip
+        model = PromptModel(
+            encoder,
+            weights,
+            policy.prompt.categories,
+            evasion_action=policy.prompt.model.evasion,
+            second_category_share=policy.prompt.model.second_category_share,
+        )
         stage = [model if c is shipped else c for c in classifiers]
         results[source] = [outcome(stage, model, e, e.text) for e in held[source]]
         plain = dict(zip((e.text for e in held[source]), results[source], strict=True))
         for name in perturbations:
-            under[name] += [(plain[e.text], outcome(stage, model, e, t))
-                            for e, t in perturbed[(source, name)] if e.text in plain]  # fmt: skip
+            under[name] += [
+                (plain[e.text], outcome(stage, model, e, t))
+                for e, t in perturbed[(source, name)]
+                if e.text in plain
+            ]
         unsafe = [o for o in results[source] if o.unsafe]
         benign = [o for o in results[source] if not o.unsafe]
         area = auprc([o.score for o in results[source]], [o.unsafe for o in results[source]])
-        print(f"| {source} | {len(unsafe)} | {pct(rate(unsafe, 'blocked'))} | {pct(rate(unsafe, 'flagged'))} | "
-              f"{len(benign)} | {pct(rate(benign, 'blocked'))} | {pct(rate(benign, 'flagged'))} | "
-              f"{'-' if area is None else f'{area:.3f}'} | {time.perf_counter() - fold_started:.0f} |", flush=True)  # fmt: skip
+        print(
+            f"| {source} | {len(unsafe)} | {pct(rate(unsafe, 'blocked'))} | {pct(rate(unsafe, 'flagged'))} | "
+            f"{len(benign)} | {pct(rate(benign, 'blocked'))} | {pct(rate(benign, 'flagged'))} | "
+            f"{'-' if area is None else f'{area:.3f}'} | {time.perf_counter() - fold_started:.0f} |",
+            flush=True,
+        )
 
     if args.save:
         save(args.save, results, under)
@@ -290,9 +338,11 @@ def main() -> None:
         labelled = [o for outcomes in results.values() for o in outcomes if category in o.label]
         if labelled:
             hits = sum(category in o.flagging for o in labelled)
-            print(f"\n{category} (the policy only flags it): {hits} of {len(labelled)} prompts labelled so are "
-                  f"flagged for it ({hits / len(labelled):.1%}); blocked for another category: "
-                  f"{sum(o.blocked for o in labelled)}")  # fmt: skip
+            print(
+                f"\n{category} (the policy only flags it): {hits} of {len(labelled)} prompts labelled so are "
+                f"flagged for it ({hits / len(labelled):.1%}); blocked for another category: "
+                f"{sum(o.blocked for o in labelled)}"
+            )
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
@@ -363,15 +413,19 @@ def print_categories(results: dict[str, list[Outcome]], floor: float) -> None:
         return
     right = sum(o.deciding in o.label for o in blocked)
     said = sum(o.named in o.label for o in blocked)
-    print(f"\nDeciding category: {right} of {len(blocked)} blocked prompts with a category label "
-          f"({right / len(blocked):.1%}) are decided by one of their own categories; the record names one of "
-          f"their own categories (deciding, or attributed by the overall output) for {said} ({said / len(blocked):.1%}).")  # fmt: skip
+    print(
+        f"\nDeciding category: {right} of {len(blocked)} blocked prompts with a category label "
+        f"({right / len(blocked):.1%}) are decided by one of their own categories; the record names one of "
+        f"their own categories (deciding, or attributed by the overall output) for {said} ({said / len(blocked):.1%})."
+    )
     several = [o for outcomes in results.values() for o in outcomes if o.blocked and len(o.blocking) > 1]
     every = [o for outcomes in results.values() for o in outcomes if o.blocked]
     extra = [o for o in blocked if o.blocking - o.label]
-    print(f"Blocked by two or more named categories: {len(several)} of {len(every)} blocked prompts "
-          f"({len(several) / len(every):.1%}); of the labelled ones, {len(extra)} ({len(extra) / len(blocked):.1%}) "
-          f"are also blocked by a category outside their label (second_category_share {floor:g}).\n")  # fmt: skip
+    print(
+        f"Blocked by two or more named categories: {len(several)} of {len(every)} blocked prompts "
+        f"({len(several) / len(every):.1%}); of the labelled ones, {len(extra)} ({len(extra) / len(blocked):.1%}) "
+        f"are also blocked by a category outside their label (second_category_share {floor:g}).\n"
+    )
     labels = sorted({c for o in blocked for c in o.label})
     decided = sorted({o.named for o in blocked})
     counts = Counter((min(o.label), o.named) for o in blocked)
@@ -385,18 +439,24 @@ def print_categories(results: dict[str, list[Outcome]], floor: float) -> None:
     print(
         "\nThe second-category floor (`second_category_share`), recomputed from the same scores and shares:\n"
     )
-    print("| floor | blocked in 2+ named | labelled, also blocked outside label | deciding category right "
-          "| right if the largest share decided |")  # fmt: skip
+    print(
+        "| floor | blocked in 2+ named | labelled, also blocked outside label | deciding category right "
+        "| right if the largest share decided |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: |")
     for f in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5):
         kept = {id(o): _kept(o, f) for o in every}
         two = sum(len(kept[id(o)]) > 1 for o in every)
         outside = sum(bool(kept[id(o)] - o.label) for o in blocked)
         deciding = sum(max(kept[id(o)], key=o.scores.get, default=o.named) in o.label for o in blocked)
-        by_share = sum(max(kept[id(o)], key=lambda c, o=o: o.shares.get(c, 0), default=o.named) in o.label
-                       for o in blocked)  # fmt: skip
-        print(f"| {f:g} | {two / len(every):.1%} | {outside / len(blocked):.1%} | {deciding / len(blocked):.1%} "
-              f"| {by_share / len(blocked):.1%} |")  # fmt: skip
+        by_share = sum(
+            max(kept[id(o)], key=lambda c, o=o: o.shares.get(c, 0), default=o.named) in o.label
+            for o in blocked
+        )
+        print(
+            f"| {f:g} | {two / len(every):.1%} | {outside / len(blocked):.1%} | {deciding / len(blocked):.1%} "
+            f"| {by_share / len(blocked):.1%} |"
+        )
 
 
 def _kept(o: Outcome, floor: float) -> frozenset[str]:

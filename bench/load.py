@@ -50,10 +50,30 @@ BLOCKED_PROMPTS = [
     "xxx porn clip of two adults",
     "hentai nsfw animation",
 ]
-SUBJECTS = ["a paper boat", "a red kite", "an old lighthouse", "a tabby cat", "a steam train", "a hot air balloon",
-            "a field of sunflowers", "a wooden sailboat", "a snowy mountain cabin", "a golden retriever"]  # fmt: skip
-ACTIONS = ["drifting on a pond", "at sunset", "in the morning fog", "under a starry sky", "in light rain",
-           "seen from above", "in slow motion", "on a windy day", "beside a quiet river", "in autumn colours"]  # fmt: skip
+SUBJECTS = [
+    "a paper boat",
+    "a red kite",
+    "an old lighthouse",
+    "a tabby cat",
+    "a steam train",
+    "a hot air balloon",
+    "a field of sunflowers",
+    "a wooden sailboat",
+    "a snowy mountain cabin",
+    "a golden retriever",
+]
+ACTIONS = [
+    "drifting on a pond",
+    "at sunset",
+    "in the morning fog",
+    "under a starry sky",
+    "in light rain",
+    "seen from above",
+    "in slow motion",
+    "on a windy day",
+    "beside a quiet river",
+    "in autumn colours",
+]
 BACKOFF_S = 0.5
 
 
@@ -120,8 +140,14 @@ def _client(index: int, base: str, key: str, deadline: float, blocked_share: flo
                 if blocked
                 else f"{rng.choice(SUBJECTS)} {rng.choice(ACTIONS)}, {rng.randrange(1000)}"
             )
-            body = {"prompt": prompt, "height": 128, "aspect_ratio": "square", "duration_s": 1,
-                    "seed": rng.randrange(2**32), "user": user}  # fmt: skip
+            body = {
+                "prompt": prompt,
+                "height": 128,
+                "aspect_ratio": "square",
+                "duration_s": 1,
+                "seed": rng.randrange(2**32),
+                "user": user,
+            }
             tally.sent += 1
             began = time.perf_counter()
             try:
@@ -228,9 +254,11 @@ def main() -> int:
     if args.clients < 1 or args.seconds <= 0 or not 0 <= args.blocked_share <= 1:
         parser.error("--clients >= 1, --seconds > 0 and --blocked-share in [0, 1]")
 
-    print(f"cores {os.cpu_count()}, clients {args.clients}, seconds {args.seconds:g}, "
-          f"blocked share {args.blocked_share:g}, jobs {args.jobs}"
-          + (f", database {args.database_url.split('@')[-1]}" if args.database_url else ", database sqlite"))  # fmt: skip
+    print(
+        f"cores {os.cpu_count()}, clients {args.clients}, seconds {args.seconds:g}, "
+        f"blocked share {args.blocked_share:g}, jobs {args.jobs}"
+        + (f", database {args.database_url.split('@')[-1]}" if args.database_url else ", database sqlite")
+    )
     tmp = tempfile.mkdtemp(prefix="hallmark-load-") if args.keep else None
     holder = None if args.keep else tempfile.TemporaryDirectory(prefix="hallmark-load-")
     data_dir = Path(tmp or holder.name)
@@ -250,8 +278,12 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("HALLMARK_") or k == "HALLMARK_SHARED_DATA"
     }
-    env |= {"HALLMARK_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "HALLMARK_TORCH_THREADS": "1",
-            "HALLMARK_JOBS": args.jobs}  # fmt: skip
+    env |= {
+        "HALLMARK_DATA_DIR": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+        "HALLMARK_TORCH_THREADS": "1",
+        "HALLMARK_JOBS": args.jobs,
+    }
     if args.jobs == "celery":
         env["HALLMARK_BROKER_URL"] = args.broker_url
     if args.database_url:
@@ -259,9 +291,24 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
     cli = [sys.executable, "-m", "hallmark.cli"]
     tenant = f"load-{uuid.uuid4().hex[:8]}"
     made = subprocess.run(
-        [*cli, "keys", "create", "--role", "generator", "--name", "bench-load", "--tenant", tenant, "--tier", "pro"],
-        env=env, cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            *cli,
+            "keys",
+            "create",
+            "--role",
+            "generator",
+            "--name",
+            "bench-load",
+            "--tenant",
+            tenant,
+            "--tier",
+            "pro",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if made.returncode != 0 or not made.stdout.strip():
         print(f"`hallmark keys create` failed ({made.returncode}):\n{made.stdout}\n{made.stderr}")
         return 2
@@ -277,8 +324,13 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
     logs = []
     try:
         logs.append(server_log.open("w"))
-        server = subprocess.Popen([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT,
-                                  stdout=logs[-1], stderr=subprocess.STDOUT)  # fmt: skip
+        server = subprocess.Popen(
+            [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=logs[-1],
+            stderr=subprocess.STDOUT,
+        )
         if args.jobs == "celery":
             logs.append(worker_log.open("w"))
             worker = subprocess.Popen(
@@ -371,13 +423,34 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
     jobs_total, records_total = _totals(store)
     by_status, jobs = _records_by_status(store), _jobs(store, tenant)
     store.engine.dispose()
-    return _report(args, tally, load_s, drain_s, drained, server_alive, jobs_total - jobs_before,
-                   records_total - records_before, by_status, jobs, server_log)  # fmt: skip
+    return _report(
+        args,
+        tally,
+        load_s,
+        drain_s,
+        drained,
+        server_alive,
+        jobs_total - jobs_before,
+        records_total - records_before,
+        by_status,
+        jobs,
+        server_log,
+    )
 
 
-def _report(args, tally: Tally, load_s: float, drain_s: float, drained: bool, server_alive: bool,
-            jobs_new: int, records_new: int, by_status: dict, jobs: dict[str, str],
-            server_log: Path) -> int:  # fmt: skip
+def _report(
+    args,
+    tally: Tally,
+    load_s: float,
+    drain_s: float,
+    drained: bool,
+    server_alive: bool,
+    jobs_new: int,
+    records_new: int,
+    by_status: dict,
+    jobs: dict[str, str],
+    server_log: Path,
+) -> int:
     job_states = _states(jobs)
     s = tally.statuses
     sent = tally.sent
@@ -389,8 +462,10 @@ def _report(args, tally: Tally, load_s: float, drain_s: float, drained: bool, se
     print("| requests | answered/s | 202 | 400 | 422 | 429 (concurrent/month) | other | accepted jobs/s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     answered = sent - s["transport error"] - s["client crash"]
-    print(f"| {sent} | {answered / load_s:.2f} | {ok} | {refused} | {invalid} | {quota} "
-          f"({tally.quota['concurrent']}/{tally.quota['month']}) | {other} | {ok / load_s:.2f} |")  # fmt: skip
+    print(
+        f"| {sent} | {answered / load_s:.2f} | {ok} | {refused} | {invalid} | {quota} "
+        f"({tally.quota['concurrent']}/{tally.quota['month']}) | {other} | {ok / load_s:.2f} |"
+    )
     print()
     print("Gate latency (POST response time), ms:")
     print()
@@ -399,8 +474,10 @@ def _report(args, tally: Tally, load_s: float, drain_s: float, drained: bool, se
     for status, label in ((202, "202 accepted"), (400, "400 refused"), (429, "429 over quota")):
         values = tally.latency.get(status, [])
         if values:
-            print(f"| {label} | {len(values)} | {_ms(_pct(values, 50))} | {_ms(_pct(values, 95))} | "
-                  f"{_ms(max(values))} | {_ms(statistics.fmean(values))} |")  # fmt: skip
+            print(
+                f"| {label} | {len(values)} | {_ms(_pct(values, 50))} | {_ms(_pct(values, 95))} | "
+                f"{_ms(max(values))} | {_ms(statistics.fmean(values))} |"
+            )
         else:
             print(f"| {label} | 0 | - | - | - | - |")
     print()
@@ -428,11 +505,16 @@ def _report(args, tally: Tally, load_s: float, drain_s: float, drained: bool, se
         ("requests sent = 202 + 400 + 422 + 429 + other", sent, ok + refused + invalid + quota + other),
         ("job rows (new) = 202s", ok, jobs_new),
         ("distinct job ids in 202s = 202s", ok, len(accepted)),
-        ("this run's jobs in the database, same ids as the 202s", len(accepted),
-         len(ids) if ids == accepted else f"{len(ids)} ({len(ids - accepted)} unknown, {len(accepted - ids)} missing)"),
+        (
+            "this run's jobs in the database, same ids as the 202s",
+            len(accepted),
+            len(ids)
+            if ids == accepted
+            else f"{len(ids)} ({len(ids - accepted)} unknown, {len(accepted - ids)} missing)",
+        ),
         ("jobs in a final state = 202s", ok, final),
         (records_label, expected_records, records_new),
-    ]  # fmt: skip
+    ]
     print()
     print("| reconciliation | expected | got | |")
     print("|---|---:|---:|---|")

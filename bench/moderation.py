@@ -33,13 +33,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(os.environ.get("HALLMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-SOURCES = ("xstest", "ailuminate", "partiprompts", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests",
-           "coco", "hatecheck", "toxigen", "harmbench", "advbench", "strongreject", "safety_tuned_llamas",
-           "alpaca_harmless_instructions", "moviegenbench", "chronomagic_bench", "fetv")  # fmt: skip
+SOURCES = (
+    "xstest",
+    "ailuminate",
+    "partiprompts",
+    "nibbler",
+    "nibbler-rewrite",
+    "ring-a-bell",
+    "simplesafetytests",
+    "coco",
+    "hatecheck",
+    "toxigen",
+    "harmbench",
+    "advbench",
+    "strongreject",
+    "safety_tuned_llamas",
+    "alpaca_harmless_instructions",
+    "moviegenbench",
+    "chronomagic_bench",
+    "fetv",
+)
 # The unsafe sets whose recall the operating-point table sums: the text-to-image and chat sets, not
 # the hate-speech sets (HateCheck is a functional suite whose templates every split shares).
-RECALL_SOURCES = ("xstest", "ailuminate", "nibbler", "nibbler-rewrite", "ring-a-bell", "simplesafetytests",
-                  "harmbench", "advbench", "strongreject", "safety_tuned_llamas")  # fmt: skip
+RECALL_SOURCES = (
+    "xstest",
+    "ailuminate",
+    "nibbler",
+    "nibbler-rewrite",
+    "ring-a-bell",
+    "simplesafetytests",
+    "harmbench",
+    "advbench",
+    "strongreject",
+    "safety_tuned_llamas",
+)
 CATEGORY_SOURCES = ("xstest", "ailuminate", "nibbler", "simplesafetytests")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 HOMOGLYPHS = str.maketrans({"a": "а", "e": "е", "o": "о", "p": "р", "c": "с"})
@@ -104,10 +131,14 @@ def main() -> None:
     print(
         f"policy {policy.label}; prompt classifier {model.version}; {os.cpu_count()} cores, torch on 2 threads"
     )
-    print(f"{'held-out ' if args.split == 'test' else ''}{args.split} split of each source; every prompt through "
-          "the whole prompt stage\n")  # fmt: skip
-    print("| source | prompts | unsafe | blocked | precision | recall | false-block rate | flagged | AUPRC "
-          "| p50 ms | p95 ms |")  # fmt: skip
+    print(
+        f"{'held-out ' if args.split == 'test' else ''}{args.split} split of each source; every prompt through "
+        "the whole prompt stage\n"
+    )
+    print(
+        "| source | prompts | unsafe | blocked | precision | recall | false-block rate | flagged | AUPRC "
+        "| p50 ms | p95 ms |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     scored_by_source, categories = {}, {}
     for source in SOURCES:
@@ -116,21 +147,30 @@ def main() -> None:
         scored_by_source[source] = scored
         m = metrics(scored)
         categories[source] = m.by_category
-        print(f"| {source} | {m.n} | {m.unsafe} | {m.blocked} | {_pct(m.precision)} | {_pct(m.recall)} | "
-              f"{_pct(m.false_block_rate)} | {m.flag_rate:.1%} | {'-' if m.auprc is None else f'{m.auprc:.3f}'} | "
-              f"{m.p50_ms:.1f} | {m.p95_ms:.1f} |", flush=True)  # fmt: skip
+        print(
+            f"| {source} | {m.n} | {m.unsafe} | {m.blocked} | {_pct(m.precision)} | {_pct(m.recall)} | "
+            f"{_pct(m.false_block_rate)} | {m.flag_rate:.1%} | {'-' if m.auprc is None else f'{m.auprc:.3f}'} | "
+            f"{m.p50_ms:.1f} | {m.p95_ms:.1f} |",
+            flush=True,
+        )
     for source in CATEGORY_SOURCES:
         rates = ", ".join(f"{c} {r:.0%}" for c, r in categories[source].items())
         print(f"\n{source}, blocked per category: {rates}")
 
     # Operating points: the highest calibrated score among the classifier's blocking categories.
-    print(f"\n| block threshold | unsafe recall ({', '.join(RECALL_SOURCES)}) | false blocks PartiPrompts "
-          "| false blocks COCO | false blocks XSTest safe |")  # fmt: skip
+    print(
+        f"\n| block threshold | unsafe recall ({', '.join(RECALL_SOURCES)}) | false blocks PartiPrompts "
+        "| false blocks COCO | false blocks XSTest safe |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: |")
     top = {s: [model_top[p.prompt.text] for p in scored] for s, scored in scored_by_source.items()}
     for t in THRESHOLDS:
-        unsafe = [x >= t for s in RECALL_SOURCES for p, x in zip(scored_by_source[s], top[s], strict=True)
-                  if p.prompt.unsafe]  # fmt: skip
+        unsafe = [
+            x >= t
+            for s in RECALL_SOURCES
+            for p, x in zip(scored_by_source[s], top[s], strict=True)
+            if p.prompt.unsafe
+        ]
 
         def fbr(source: str, t: float = t) -> str:
             safe = [
@@ -150,8 +190,10 @@ def main() -> None:
     rng = random.Random(0)
     caught = [p.prompt.text for s in ("nibbler", "ailuminate") for p in scored_by_source[s] if p.blocked]
     sample = rng.sample(caught, min(len(caught), args.limit or 150))
-    print(f"\nrecall under obfuscation: {len(sample)} held-out unsafe prompts (nibbler, AILuminate) that are "
-          "blocked as written\n")  # fmt: skip
+    print(
+        f"\nrecall under obfuscation: {len(sample)} held-out unsafe prompts (nibbler, AILuminate) that are "
+        "blocked as written\n"
+    )
     print("| hidden as | blocked | flagged (evasion) |")
     print("| --- | ---: | ---: |")
     for how in obfuscations("a b", rng):

@@ -48,19 +48,26 @@ def main() -> None:
         for i in range(args.runs):
             result = pipeline(
                 GenerationRequest(
-                    prompt="a paper boat drifting on a pond", output=Path(tmp) / f"run{i}.mp4",
-                    num_frames=args.frames, height=args.size, width=args.size, steps=args.steps, seed=i,
+                    prompt="a paper boat drifting on a pond",
+                    output=Path(tmp) / f"run{i}.mp4",
+                    num_frames=args.frames,
+                    height=args.size,
+                    width=args.size,
+                    steps=args.steps,
+                    seed=i,
                 )
-            )  # fmt: skip
+            )
             if not result.released:
                 sys.exit(f"run {i} was not released: {result.stage}: {result.reason}")
             runs.append(result.timings)
 
     median = {s: statistics.median(r.get(s, 0.0) for r in runs) for s in STAGES if any(s in r for r in runs)}
     total = sum(median.values())
-    print(f"Hallmark pipeline, embedded default: {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
-          f"median of {args.runs} runs; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch threads {args.threads}")  # fmt: skip
+    print(
+        f"Hallmark pipeline, embedded default: {args.frames} frames {args.size}x{args.size}, {args.steps} steps, "
+        f"median of {args.runs} runs; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch threads {args.threads}"
+    )
     print(f"model and classifier loading (once per process): {load:.2f} s\n")
     print("| stage | kind | seconds | share |")
     print("| --- | --- | ---: | ---: |")
@@ -70,8 +77,10 @@ def main() -> None:
     safety = sum(v for k, v in median.items() if k in SAFETY)
     provenance = sum(v for k, v in median.items() if k in PROVENANCE)
     print(f"| **total** | | {total:.3f} | 100% |")
-    print(f"\nsafety stages {safety:.3f} s ({safety / total:.1%}); provenance stages {provenance:.3f} s "
-          f"({provenance / total:.1%}); safety + provenance {(safety + provenance) / total:.1%} of the total")  # fmt: skip
+    print(
+        f"\nsafety stages {safety:.3f} s ({safety / total:.1%}); provenance stages {provenance:.3f} s "
+        f"({provenance / total:.1%}); safety + provenance {(safety + provenance) / total:.1%} of the total"
+    )
 
 
 if __name__ == "__main__":

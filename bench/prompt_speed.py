@@ -90,7 +90,7 @@ def main() -> None:
         "long video prompts, 1,700-2,000 chars": [LabeledPrompt(t, False) for t in benign_long],
         "HarmBench behaviours as written": [LabeledPrompt(t, True) for t in behaviours],
         "the same inside long video prompts": [LabeledPrompt(t, True) for t in payloads],
-    }  # fmt: skip
+    }
     for name in places:
         sets[f"  ... at the {name}"] = [LabeledPrompt(t, True) for t in payloads[places.index(name) :: 3]]
 
@@ -105,8 +105,11 @@ def main() -> None:
         batched = metrics(score_prompts(classifiers, prompts, batch_size=args.batch))
         single = metrics(score_prompts(classifiers, prompts, batch_size=1))
         blocked = single.blocked / single.n
-        print(f"| {name} | {single.n} | {batched.prompts_per_s:.0f} | {single.prompts_per_s:.0f} | "
-              f"{single.p50_ms:.1f} | {single.p95_ms:.1f} | {blocked:.1%} |", flush=True)  # fmt: skip
+        print(
+            f"| {name} | {single.n} | {batched.prompts_per_s:.0f} | {single.prompts_per_s:.0f} | "
+            f"{single.p50_ms:.1f} | {single.p95_ms:.1f} | {blocked:.1%} |",
+            flush=True,
+        )
     print(f"\ntotal {time.perf_counter() - started:.0f} s, torch on {torch.get_num_threads()} threads")
 
 

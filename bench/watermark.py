@@ -50,8 +50,12 @@ def _imwatermark(method: str, nbits: int) -> Method:
         enc.set_watermark("bits", [int(b) for b in bits])
         if method == "rivaGan":
             WatermarkEncoder.loadModel()
-        return np.stack([cv2.cvtColor(enc.encode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), method), cv2.COLOR_BGR2RGB)
-                         for f in frames])  # fmt: skip
+        return np.stack(
+            [
+                cv2.cvtColor(enc.encode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), method), cv2.COLOR_BGR2RGB)
+                for f in frames
+            ]
+        )
 
     def read(frames):
         dec = WatermarkDecoder("bits", nbits)
@@ -191,8 +195,11 @@ def main() -> None:
     )
     parser.add_argument("--rivagan-windows", type=int, default=1, help="rivaGan is slow: 512x512, 16 frames")
     parser.add_argument("--picture", type=Path, help="write a side-by-side PNG of one marked frame")
-    parser.add_argument("--methods", default="tilemark,baseline,dwtDct,dwtDctSvd,rivaGan",
-                        help="comma-separated subset of tilemark,baseline,dwtDct,dwtDctSvd,rivaGan")  # fmt: skip
+    parser.add_argument(
+        "--methods",
+        default="tilemark,baseline,dwtDct,dwtDctSvd,rivaGan",
+        help="comma-separated subset of tilemark,baseline,dwtDct,dwtDctSvd,rivaGan",
+    )
     args = parser.parse_args()
     video = DATA / "video" / "big_buck_bunny.mp4"
     if not video.exists():
@@ -220,9 +227,11 @@ def main() -> None:
     }
     methods = [available[m]() for m in args.methods.split(",")]
     table = attacks(args.fps)
-    print(f"Big Buck Bunny: {args.windows} windows of {args.seconds:g} s at {w}x{h}, {args.fps} fps, spread over "
-          f"the film (invisible-watermark methods: {len(few)} of them; rivaGan: {args.rivagan_windows} x 16 frames "
-          f"at 512x512); {os.cpu_count()} cores\n")  # fmt: skip
+    print(
+        f"Big Buck Bunny: {args.windows} windows of {args.seconds:g} s at {w}x{h}, {args.fps} fps, spread over "
+        f"the film (invisible-watermark methods: {len(few)} of them; rivaGan: {args.rivagan_windows} x 16 frames "
+        f"at 512x512); {os.cpu_count()} cores\n"
+    )
     rows = []
     names = list(table)
     print("| method | " + " | ".join(names) + " |")

@@ -70,8 +70,25 @@ def _stills():
     from skimage import data
 
     images = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "moon", "page", "text", "clock",
-                 "coins", "horse", "brick", "grass", "gravel", "cat", "immunohistochemistry", "retina"):  # fmt: skip
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "camera",
+        "moon",
+        "page",
+        "text",
+        "clock",
+        "coins",
+        "horse",
+        "brick",
+        "grass",
+        "gravel",
+        "cat",
+        "immunohistochemistry",
+        "retina",
+    ):
         try:
             image = np.asarray(getattr(data, name)())
         except Exception:  # some need a download; this machine may have no internet
@@ -144,8 +161,10 @@ def main() -> None:
                 flush=True,
             )
     elapsed = time.perf_counter() - start
-    print(f"{args.trials} unmarked windows, a fresh random key each, default threshold (<= 1e-6); "
-          f"{elapsed:.0f} s on {os.cpu_count()} cores ({args.trials / elapsed:.1f} windows/s)\n")  # fmt: skip
+    print(
+        f"{args.trials} unmarked windows, a fresh random key each, default threshold (<= 1e-6); "
+        f"{elapsed:.0f} s on {os.cpu_count()} cores ({args.trials / elapsed:.1f} windows/s)\n"
+    )
     print(
         "| source | windows | detections | decode attempts | expected false detections (attempts x 2^-32) |"
     )
@@ -155,8 +174,10 @@ def main() -> None:
     n, d, a = (sum(c[i] for c in counts.values()) for i in range(3))
     print(f"| all | {n} | {d} | {a} | {a * 2.0**-32:.1e} |")
     z = np.array(zs)
-    print(f"\nbest sync z-score per window (not a detection criterion): median {np.median(z):.2f}, "
-          f"99th percentile {np.percentile(z, 99):.2f}, max {z.max():.2f}")  # fmt: skip
+    print(
+        f"\nbest sync z-score per window (not a detection criterion): median {np.median(z):.2f}, "
+        f"99th percentile {np.percentile(z, 99):.2f}, max {z.max():.2f}"
+    )
 
 
 if __name__ == "__main__":

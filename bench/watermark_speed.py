@@ -88,8 +88,10 @@ def main() -> None:
             reading = mark.detect(iter_frames(path, format="gray"))
             took = time.perf_counter() - start
             found = f"payload {reading.payload}" if reading.detected else "nothing"
-            print(f"| TileMark detect from file, {name} ({found}) | 1920x1080, {args.seconds:g} s | "
-                  f"{reading.frames_read} | {took:.2f} | {reading.frames_read / took:.1f} |")  # fmt: skip
+            print(
+                f"| TileMark detect from file, {name} ({found}) | 1920x1080, {args.seconds:g} s | "
+                f"{reading.frames_read} | {took:.2f} | {reading.frames_read / took:.1f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,13 @@ class GenerationCreate(BaseModel):
     aspect_ratio: Literal["landscape", "portrait", "square"] = "landscape"
     duration_s: float = Field(2.0, gt=0, le=600, description="Length of the clip in seconds.")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random when not given.")
-    user: str = Field("default", min_length=1, max_length=128, pattern=r"^[\w.@:-]+$",
-                      description="Your end user: quotas are per user.")  # fmt: skip
+    user: str = Field(
+        "default",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\w.@:-]+$",
+        description="Your end user: quotas are per user.",
+    )
     image: str | None = Field(None, description="An input image (PNG, JPEG or WebP), base64.")
     visible_watermark: bool = Field(True, description="False only where the key's tier allows removing it.")
 
@@ -125,13 +130,26 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
         base = str(request.url_for("get_generation", job_id=job.id))
         done = job.state == "succeeded"
         return JobOut(
-            id=job.id, state=job.state, progress=job.progress, stage=job.stage, tier=job.tier, user=job.user,
-            request_id=job.generation_id, reason=job.reason, attempts=job.attempts,
-            cancel_requested=job.cancel_requested, created_at=_aware(job.created_at),
-            started_at=_aware(job.started_at), finished_at=_aware(job.finished_at),
-            links=JobLinks(self=base, cancel=f"{base}/cancel", video=f"{base}/video" if done else None,
-                           report=f"{base}/report" if done else None),
-        )  # fmt: skip
+            id=job.id,
+            state=job.state,
+            progress=job.progress,
+            stage=job.stage,
+            tier=job.tier,
+            user=job.user,
+            request_id=job.generation_id,
+            reason=job.reason,
+            attempts=job.attempts,
+            cancel_requested=job.cancel_requested,
+            created_at=_aware(job.created_at),
+            started_at=_aware(job.started_at),
+            finished_at=_aware(job.finished_at),
+            links=JobLinks(
+                self=base,
+                cancel=f"{base}/cancel",
+                video=f"{base}/video" if done else None,
+                report=f"{base}/report" if done else None,
+            ),
+        )
 
     def own_job(context: GenerationContext, caller: Principal, job_id: str) -> GenerationJob:
         try:
@@ -142,13 +160,19 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
         return job
 
-    @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
-                 responses={200: {"model": JobOut, "description": "an idempotent retry: the job it made"},
-                            400: {"model": Refusal, "description": "refused by the policy (audited)"},
-                            409: {"description": "idempotency key reused for another request"},
-                            422: {"description": "a field out of bounds, named"},
-                            429: {"model": QuotaRefusal, "description": "over quota"}},
-                 summary="Queue a generation")  # fmt: skip
+    @router.post(
+        "",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=JobOut,
+        responses={
+            200: {"model": JobOut, "description": "an idempotent retry: the job it made"},
+            400: {"model": Refusal, "description": "refused by the policy (audited)"},
+            409: {"description": "idempotency key reused for another request"},
+            422: {"description": "a field out of bounds, named"},
+            429: {"model": QuotaRefusal, "description": "over quota"},
+        },
+        summary="Queue a generation",
+    )
     def create_generation(
         body: GenerationCreate,
         request: Request,
@@ -157,7 +181,7 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
         caller: Generator,
         idempotency_key: Annotated[
             str | None, Header(max_length=128, description="Retries with the same key return the same job.")
-        ] = None,  # fmt: skip
+        ] = None,
     ) -> JobOut | JSONResponse:
         policy = context.pipeline.policy
         tier_name = caller.tier or policy.default_tier
@@ -177,19 +201,43 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
             raise _field("duration_s", f"at least {MIN_FRAMES / fps:g} s ({MIN_FRAMES} frames at {fps} fps)")
         width, height = frame_size(body.height, body.aspect_ratio)
         seed = body.seed if body.seed is not None else secrets.randbelow(2**32)
-        params = {"width": width, "height": height, "num_frames": num_frames, "fps": fps,
-                  "steps": context.settings.steps, "seed": seed, "visible_watermark": body.visible_watermark}  # fmt: skip
+        params = {
+            "width": width,
+            "height": height,
+            "num_frames": num_frames,
+            "fps": fps,
+            "steps": context.settings.steps,
+            "seed": seed,
+            "visible_watermark": body.visible_watermark,
+        }
         fields = body.model_dump(exclude={"image"})
         draft = JobDraft(
-            tenant=caller.tenant, user=body.user, key_id=caller.key_id, tier=tier_name, params=params,
-            prompt=body.prompt, request_sha256=request_digest(fields, image_bytes), image=image_bytes,
-            image_type=image_type, image_name="input" if image_bytes else None, idempotency_key=idempotency_key,
-        )  # fmt: skip
+            tenant=caller.tenant,
+            user=body.user,
+            key_id=caller.key_id,
+            tier=tier_name,
+            params=params,
+            prompt=body.prompt,
+            request_sha256=request_digest(fields, image_bytes),
+            image=image_bytes,
+            image_type=image_type,
+            image_name="input" if image_bytes else None,
+            idempotency_key=idempotency_key,
+        )
         gen_request = GenerationRequest(
-            prompt=body.prompt, output=context.settings.artifacts / "gate.mp4", image=pixels,
-            num_frames=num_frames, height=height, width=width, fps=fps, seed=seed, tenant=caller.tenant,
-            user=body.user, tier=tier_name, visible_watermark=body.visible_watermark,
-        )  # fmt: skip
+            prompt=body.prompt,
+            output=context.settings.artifacts / "gate.mp4",
+            image=pixels,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            fps=fps,
+            seed=seed,
+            tenant=caller.tenant,
+            user=body.user,
+            tier=tier_name,
+            visible_watermark=body.visible_watermark,
+        )
         try:
             refusal, job, created = submit(context.pipeline, context.jobs, context.queue, draft, gen_request)
         except QuotaExceeded as exc:
@@ -200,24 +248,41 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
                     max(1, int((exc.resets_at - dt.datetime.now(dt.UTC)).total_seconds()))
                 )
             return JSONResponse(
-                QuotaRefusal(detail=str(exc), kind=exc.kind, limit=exc.limit, resets_at=exc.resets_at)
-                .model_dump(mode="json"), status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)  # fmt: skip
+                QuotaRefusal(
+                    detail=str(exc), kind=exc.kind, limit=exc.limit, resets_at=exc.resets_at
+                ).model_dump(mode="json"),
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                headers=headers,
+            )
         except IdempotencyConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         except Exception as exc:  # the queue could not be told: the sweep hands the job over later
             log.exception("queueing failed", extra={"error": type(exc).__name__})
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the job queue is unavailable; retry "
-                                "with the same Idempotency-Key") from exc  # fmt: skip
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the job queue is unavailable; retry with the same Idempotency-Key",
+            ) from exc
         if refusal is not None:
             blocking = first_blocking(refusal.verdicts)
             if refusal.status == "blocked" and blocking is not None:
                 metrics.BLOCKS.labels(refusal.stage, blocking.category).inc()
-                body_out = Refusal(detail=refusal.reason, request_id=refusal.generation_id, stage=refusal.stage,
-                                   category=blocking.category, classifier=blocking.classifier,
-                                   score=round(blocking.score, 4), threshold=blocking.threshold, policy=refusal.policy)  # fmt: skip
+                body_out = Refusal(
+                    detail=refusal.reason,
+                    request_id=refusal.generation_id,
+                    stage=refusal.stage,
+                    category=blocking.category,
+                    classifier=blocking.classifier,
+                    score=round(blocking.score, 4),
+                    threshold=blocking.threshold,
+                    policy=refusal.policy,
+                )
                 return JSONResponse(body_out.model_dump(mode="json"), status.HTTP_400_BAD_REQUEST)
-            body_out = Refusal(detail=refusal.reason or "refused", request_id=refusal.generation_id,
-                               stage=refusal.stage, policy=refusal.policy)  # fmt: skip
+            body_out = Refusal(
+                detail=refusal.reason or "refused",
+                request_id=refusal.generation_id,
+                stage=refusal.stage,
+                policy=refusal.policy,
+            )
             # The request's own fields are the client's to fix; a classifier that failed is ours (fail closed).
             failed_here = refusal.stage != "request"
             code = (
@@ -236,23 +301,34 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
     def get_generation(job_id: str, request: Request, context: Context, caller: Generator) -> JobOut:
         return out(request, own_job(context, caller, job_id))
 
-    @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a queued or running job",
-                 responses={409: {"description": "the job has already ended"}})  # fmt: skip
+    @router.post(
+        "/{job_id}/cancel",
+        response_model=JobOut,
+        summary="Cancel a queued or running job",
+        responses={409: {"description": "the job has already ended"}},
+    )
     def cancel_generation(job_id: str, request: Request, context: Context, caller: Generator) -> JobOut:
         job = own_job(context, caller, job_id)
         if job.state in ("succeeded", "failed"):
             raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} has already {job.state}")
         return out(request, cancel(context.pipeline, context.jobs, job_id, context.settings))
 
-    @router.get("/{job_id}/video", response_class=FileResponse, summary="The signed MP4 of a succeeded job",
-                responses={200: {"content": {"video/mp4": {}}}, 409: {"description": "not succeeded (yet)"}})  # fmt: skip
+    @router.get(
+        "/{job_id}/video",
+        response_class=FileResponse,
+        summary="The signed MP4 of a succeeded job",
+        responses={200: {"content": {"video/mp4": {}}}, 409: {"description": "not succeeded (yet)"}},
+    )
     def generation_video(job_id: str, context: Context, caller: Generator) -> FileResponse:
         job = own_job(context, caller, job_id)
         path = _artifact(job, job.output_path)
         return FileResponse(path, media_type="video/mp4", filename=f"{job.id}.mp4")
 
-    @router.get("/{job_id}/report", summary="The provenance report of a succeeded job",
-                responses={409: {"description": "not succeeded (yet)"}})  # fmt: skip
+    @router.get(
+        "/{job_id}/report",
+        summary="The provenance report of a succeeded job",
+        responses={409: {"description": "not succeeded (yet)"}},
+    )
     def generation_report(job_id: str, context: Context, caller: Generator) -> dict:
         """From the job's audit record: policy, tier, model, every verdict, watermark, C2PA manifest."""
         job = own_job(context, caller, job_id)
@@ -261,16 +337,25 @@ def build_router(get_context: Callable[[], GenerationContext], max_body_bytes: i
         store = context.store
         record = store.get(job.generation_id)
         return {
-            "job_id": job.id, "generation_id": record.generation_id, "tenant": record.tenant, "user": record.user,
-            "tier": record.tier, "policy": f"{record.policy_name}@{record.policy_version}",
-            "model": f"{record.model_id} {record.model_version}", "created_at": _aware(record.created_at).isoformat(),
-            "output_sha256": record.output_sha256, "flagged": record.flagged,
-            "watermark": {"method": record.watermark_method, "key_id": record.watermark_key_id,
-                          "payload": record.watermark_payload},
+            "job_id": job.id,
+            "generation_id": record.generation_id,
+            "tenant": record.tenant,
+            "user": record.user,
+            "tier": record.tier,
+            "policy": f"{record.policy_name}@{record.policy_version}",
+            "model": f"{record.model_id} {record.model_version}",
+            "created_at": _aware(record.created_at).isoformat(),
+            "output_sha256": record.output_sha256,
+            "flagged": record.flagged,
+            "watermark": {
+                "method": record.watermark_method,
+                "key_id": record.watermark_key_id,
+                "payload": record.watermark_payload,
+            },
             "c2pa_manifest": record.manifest_label,
             "verdicts": [verdict_view(v) for v in store.verdicts(record.seq)],
             "audit_record": record.seq,
-        }  # fmt: skip
+        }
 
     return router
 

@@ -86,10 +86,16 @@ class DiffusersBackend:
         return self._image_pipe is not None or "image" in inspect.signature(self._pipe.__call__).parameters
 
     def generate(self, spec: GenerationSpec, on_step: StepCallback | None = None) -> np.ndarray:
-        pipe, kwargs = self._pipe, dict(
-            prompt=spec.prompt, num_inference_steps=spec.steps, guidance_scale=spec.guidance_scale,
-            generator=torch.Generator(device="cpu").manual_seed(spec.seed), output_type="np",
-        )  # fmt: skip
+        pipe, kwargs = (
+            self._pipe,
+            dict(
+                prompt=spec.prompt,
+                num_inference_steps=spec.steps,
+                guidance_scale=spec.guidance_scale,
+                generator=torch.Generator(device="cpu").manual_seed(spec.seed),
+                output_type="np",
+            ),
+        )
         if spec.image is not None:
             if not self.accepts_image:
                 raise GeneratorError(f"model '{self.name}' is text-to-video; it takes no input image")
@@ -100,8 +106,12 @@ class DiffusersBackend:
             else:
                 from PIL import Image
 
-                kwargs.update(image=Image.fromarray(spec.image), num_frames=spec.num_frames,
-                              height=spec.height, width=spec.width)  # fmt: skip
+                kwargs.update(
+                    image=Image.fromarray(spec.image),
+                    num_frames=spec.num_frames,
+                    height=spec.height,
+                    width=spec.width,
+                )
         else:
             kwargs.update(num_frames=spec.num_frames, height=spec.height, width=spec.width)
         kwargs.update(_step_callback_kwargs(pipe, spec.steps, on_step))

@@ -88,11 +88,23 @@ def to_request(job: GenerationJob, inputs: JobInput, artifacts: Path, max_pixels
         image = decode_image(inputs.image, max_pixels)
         ingredient = Ingredient(inputs.image, inputs.image_type or "image/png", inputs.image_name or "input")
     return GenerationRequest(
-        prompt=inputs.prompt, output=artifacts / f"{job.id}.mp4", image=image, image_file=ingredient,
-        num_frames=params["num_frames"], height=params["height"], width=params["width"], steps=params["steps"],
-        seed=params["seed"], fps=params["fps"], tenant=job.tenant, user=job.user, overwrite=True, tier=job.tier,
-        visible_watermark=params["visible_watermark"], generation_id=job.generation_id,
-    )  # fmt: skip
+        prompt=inputs.prompt,
+        output=artifacts / f"{job.id}.mp4",
+        image=image,
+        image_file=ingredient,
+        num_frames=params["num_frames"],
+        height=params["height"],
+        width=params["width"],
+        steps=params["steps"],
+        seed=params["seed"],
+        fps=params["fps"],
+        tenant=job.tenant,
+        user=job.user,
+        overwrite=True,
+        tier=job.tier,
+        visible_watermark=params["visible_watermark"],
+        generation_id=job.generation_id,
+    )
 
 
 def submit(
@@ -171,8 +183,16 @@ def _run(pipeline: GuardedPipeline, jobs: JobStore, claim: Claim, settings: JobS
         job.id, state, reason=result.reason, output_path=str(result.output) if result.released else None
     )
     metrics.JOB_SECONDS.labels(state).observe(time.monotonic() - started)
-    log.info("job finished", extra={"job": job.id, "state": state, "seconds": round(time.monotonic() - started, 3),
-                                    "tenant": job.tenant, "tier": job.tier})  # fmt: skip
+    log.info(
+        "job finished",
+        extra={
+            "job": job.id,
+            "state": state,
+            "seconds": round(time.monotonic() - started, 3),
+            "tenant": job.tenant,
+            "tier": job.tier,
+        },
+    )
     return state
 
 
@@ -228,8 +248,16 @@ class _Heartbeat:
                 log.exception("heartbeat failed", extra={"job": self._job_id})
 
 
-def _record_unrun(pipeline: GuardedPipeline, jobs: JobStore, job: GenerationJob, inputs: JobInput,
-                  settings: JobSettings, status: str, stage: str, reason: str) -> None:  # fmt: skip
+def _record_unrun(
+    pipeline: GuardedPipeline,
+    jobs: JobStore,
+    job: GenerationJob,
+    inputs: JobInput,
+    settings: JobSettings,
+    status: str,
+    stage: str,
+    reason: str,
+) -> None:
     """Record a job that ends without running (a bad image must not stop the record)."""
     if _finish_from_record(pipeline, jobs, job):
         return
@@ -239,10 +267,17 @@ def _record_unrun(pipeline: GuardedPipeline, jobs: JobStore, job: GenerationJob,
     except ValueError:
         image = None
     request = GenerationRequest(
-        prompt=inputs.prompt, output=settings.artifacts / f"{job.id}.mp4", image=image,
-        num_frames=params["num_frames"], height=params["height"], width=params["width"], tenant=job.tenant,
-        user=job.user, tier=job.tier, generation_id=job.generation_id,
-    )  # fmt: skip
+        prompt=inputs.prompt,
+        output=settings.artifacts / f"{job.id}.mp4",
+        image=image,
+        num_frames=params["num_frames"],
+        height=params["height"],
+        width=params["width"],
+        tenant=job.tenant,
+        user=job.user,
+        tier=job.tier,
+        generation_id=job.generation_id,
+    )
     try:
         pipeline.record_outcome(request, status, stage, reason)
     except AuditError:
@@ -257,8 +292,19 @@ _WEIGHTS = {"generate": 0.8, "frames": 0.1}
 
 
 def _overall(stage: str, done: int, total: int) -> float:
-    order = ["request", "prompt", "image", "generate", "frames", "visible_watermark", "invisible_watermark",
-             "encode", "sign", "release_check", "audit"]  # fmt: skip
+    order = [
+        "request",
+        "prompt",
+        "image",
+        "generate",
+        "frames",
+        "visible_watermark",
+        "invisible_watermark",
+        "encode",
+        "sign",
+        "release_check",
+        "audit",
+    ]
     if stage not in order:
         return 0.0
     before = sum(_WEIGHTS.get(s, 0.1 / 9) for s in order[: order.index(stage)])
@@ -308,8 +354,16 @@ def recover(pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, settings
             inputs = jobs.inputs(job.id)
             if inputs is not None:
                 status = "cancelled" if job.state == "cancelled" else "error"
-                _record_unrun(pipeline, jobs, job, inputs, settings, status, "queue",
-                              job.reason or "recovered after a crash")  # fmt: skip
+                _record_unrun(
+                    pipeline,
+                    jobs,
+                    job,
+                    inputs,
+                    settings,
+                    status,
+                    "queue",
+                    job.reason or "recovered after a crash",
+                )
         except Exception:  # one job's trouble must not stop the sweep of the others
             log.exception("recovering a job failed", extra={"job": job.id})
     return [job.id for job in found]

@@ -12,16 +12,29 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-REQUESTS = Counter("hallmark_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
-                   registry=None)  # fmt: skip
-BLOCKS = Counter("hallmark_blocks", "Requests refused by the policy, by stage and category", ["stage", "category"],
-                 registry=None)  # fmt: skip
+REQUESTS = Counter(
+    "hallmark_http_requests",
+    "HTTP requests by route, method and status",
+    ["route", "method", "status"],
+    registry=None,
+)
+BLOCKS = Counter(
+    "hallmark_blocks",
+    "Requests refused by the policy, by stage and category",
+    ["stage", "category"],
+    registry=None,
+)
 JOBS_CREATED = Counter("hallmark_jobs_created", "Generation jobs queued, by tier", ["tier"], registry=None)
 QUOTA_REFUSALS = Counter(
     "hallmark_quota_refusals", "Requests refused for quota, by kind", ["kind"], registry=None
 )
-JOB_SECONDS = Histogram("hallmark_job_seconds", "Time to run a job in this process, by final state", ["state"],
-                        buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800), registry=None)  # fmt: skip
+JOB_SECONDS = Histogram(
+    "hallmark_job_seconds",
+    "Time to run a job in this process, by final state",
+    ["state"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+    registry=None,
+)
 
 
 class JobStateCollector(Collector):

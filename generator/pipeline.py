@@ -43,9 +43,18 @@ from provenance.video import iter_frames
 __version__ = "0.1.0"
 
 STAGES = (
-    "request", "prompt", "image", "generate", "frames", "visible_watermark", "invisible_watermark",
-    "encode", "sign", "release_check", "audit",
-)  # fmt: skip
+    "request",
+    "prompt",
+    "image",
+    "generate",
+    "frames",
+    "visible_watermark",
+    "invisible_watermark",
+    "encode",
+    "sign",
+    "release_check",
+    "audit",
+)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -184,11 +193,16 @@ class GuardedPipeline:
             with self._stage("generate", result, progress):
                 frames = self.backend.generate(
                     GenerationSpec(
-                        prompt=request.prompt, num_frames=request.num_frames, height=request.height,
-                        width=request.width, steps=request.steps, seed=request.seed, image=request.image,
+                        prompt=request.prompt,
+                        num_frames=request.num_frames,
+                        height=request.height,
+                        width=request.width,
+                        steps=request.steps,
+                        seed=request.seed,
+                        image=request.image,
                     ),
                     on_step=lambda done, total: progress("generate", done, total),
-                )  # fmt: skip
+                )
 
             self._screen("frames", self.frame_classifiers, frames, result, progress)
 
@@ -316,17 +330,27 @@ class GuardedPipeline:
         tier = self.policy.tier(tier_name)
         short_side = min(request.height, request.width)
         if short_side > tier.max_height:
-            raise ValueError(f"tier {tier_name!r} allows up to {tier.max_height}p; {request.width}x{request.height} "
-                             f"has a {short_side}-pixel short side")  # fmt: skip
+            raise ValueError(
+                f"tier {tier_name!r} allows up to {tier.max_height}p; {request.width}x{request.height} "
+                f"has a {short_side}-pixel short side"
+            )
         seconds = request.num_frames / request.fps
         if seconds > tier.max_seconds + 1e-9:
-            raise ValueError(f"tier {tier_name!r} allows up to {tier.max_seconds:g} s; {request.num_frames} frames "
-                             f"at {request.fps} fps last {seconds:g} s")  # fmt: skip
+            raise ValueError(
+                f"tier {tier_name!r} allows up to {tier.max_seconds:g} s; {request.num_frames} frames "
+                f"at {request.fps} fps last {seconds:g} s"
+            )
         if not request.visible_watermark and not tier.visible_watermark_removable:
             raise ValueError(f"tier {tier_name!r} does not allow removing the visible watermark")
 
-    def _screen(self, stage: str, classifiers: Sequence[Classifier], item, result: GenerationResult,
-                progress: Progress) -> None:  # fmt: skip
+    def _screen(
+        self,
+        stage: str,
+        classifiers: Sequence[Classifier],
+        item,
+        result: GenerationResult,
+        progress: Progress,
+    ) -> None:
         with self._stage(stage, result, progress):
             verdicts = [v for classifier in classifiers for v in classifier.classify(item)]
         result.verdicts.extend(verdicts)
@@ -368,8 +392,13 @@ class GuardedPipeline:
                 f"key id {reading.key_id}; {reading.details})"
             )
 
-    def _record(self, request: GenerationRequest, result: GenerationResult, progress: Progress,
-                manifest_store: bytes | None = None) -> None:  # fmt: skip
+    def _record(
+        self,
+        request: GenerationRequest,
+        result: GenerationResult,
+        progress: Progress,
+        manifest_store: bytes | None = None,
+    ) -> None:
         image_sha = hashlib.sha256(request.image.tobytes()).hexdigest() if request.image is not None else None
         draft = RecordDraft(
             generation_id=result.generation_id,
@@ -432,7 +461,10 @@ def screening_summary(verdicts: Sequence[Verdict]) -> dict:
         )
         best = entry["highest"].get(v.category)
         if best is None or v.score > best["score"]:
-            entry["highest"][v.category] = {"score": round(v.score, 4), "threshold": v.threshold,
-                                            "action": v.action.value}  # fmt: skip
+            entry["highest"][v.category] = {
+                "score": round(v.score, 4),
+                "threshold": v.threshold,
+                "action": v.action.value,
+            }
     uncalibrated = sorted({v.classifier for v in verdicts if not v.calibrated})
     return {"classifiers": classifiers, "uncalibrated": uncalibrated}

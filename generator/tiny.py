@@ -52,27 +52,46 @@ def build_tiny_pipeline():
         torch.manual_seed(_SEED)
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
-                vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                vocab_size=len(tokenizer),
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        )  # fmt: skip
+        )
         unet = UNet3DConditionModel(
-            block_out_channels=(16, 32), layers_per_block=1, sample_size=32,
-            in_channels=4, out_channels=4, cross_attention_dim=64, attention_head_dim=8,
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            cross_attention_dim=64,
+            attention_head_dim=8,
             down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), norm_num_groups=4,
-        )  # fmt: skip
+            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+            norm_num_groups=4,
+        )
         vae = AutoencoderKL(
-            block_out_channels=(16, 16, 32, 32), in_channels=3, out_channels=3,
-            down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-            latent_channels=4, sample_size=256, norm_num_groups=4,
-        )  # fmt: skip
+            block_out_channels=(16, 16, 32, 32),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            latent_channels=4,
+            sample_size=256,
+            norm_num_groups=4,
+        )
     scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False,
-    )  # fmt: skip
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+    )
     # diffusers logs a deprecation notice for this pipeline class; the architecture is what we
     # want here (small, CLIP-conditioned), so keep that notice out of users' terminals.
     with quiet_diffusers():

@@ -58,8 +58,12 @@ def create_app(
 
     @lru_cache(maxsize=1)
     def get_verifier() -> Verifier:
-        return Verifier(trust_anchors_pem(settings), build_watermark(settings), get_store(),
-                        settings.max_upload_mb * 1024 * 1024)  # fmt: skip
+        return Verifier(
+            trust_anchors_pem(settings),
+            build_watermark(settings),
+            get_store(),
+            settings.max_upload_mb * 1024 * 1024,
+        )
 
     @lru_cache(maxsize=1)
     def get_review() -> ReviewContext:
@@ -104,10 +108,14 @@ def create_app(
         if context is not None and hasattr(context.queue, "shutdown"):
             context.queue.shutdown()
 
-    app = FastAPI(title="Hallmark", version=__version__, lifespan=lifespan,
-                  description="Guarded, watermarked and C2PA-signed AI video generation: generations for "
-                              "platform teams, verification and soft-binding resolution (public), and the "
-                              "review API for trust-and-safety teams.")  # fmt: skip
+    app = FastAPI(
+        title="Hallmark",
+        version=__version__,
+        lifespan=lifespan,
+        description="Guarded, watermarked and C2PA-signed AI video generation: generations for "
+        "platform teams, verification and soft-binding resolution (public), and the "
+        "review API for trust-and-safety teams.",
+    )
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next) -> Response:

@@ -83,13 +83,27 @@ def generate(
     except (PolicyError, OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
     request = GenerationRequest(
-        prompt=prompt, output=output, image=input_image, image_file=image_file, num_frames=frames, height=height,
-        width=width, steps=steps, seed=seed, fps=fps, overwrite=overwrite, tier=tier,
-    )  # fmt: skip
+        prompt=prompt,
+        output=output,
+        image=input_image,
+        image_file=image_file,
+        num_frames=frames,
+        height=height,
+        width=width,
+        steps=steps,
+        seed=seed,
+        fps=fps,
+        overwrite=overwrite,
+        tier=tier,
+    )
     with Progress(
-        TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as bar:  # fmt: skip
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("starting", total=None)
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -147,7 +161,7 @@ def _result_json(result, settings) -> dict:
             "method": result.watermark_method,
             "key_id": result.watermark_key_id,
             "payload": result.watermark_payload,
-        },  # fmt: skip
+        },
         "manifest_label": result.manifest_label,
         "warnings": result.warnings,
         "audit": {"database": settings.resolved_database_url, "record_id": result.record_id},
@@ -170,13 +184,22 @@ def _print_result(result, settings) -> None:
     for v in result.verdicts:
         note = "uncalibrated" if not v.calibrated else ""
         note = "; ".join(n for n in (note, v.detail if v.action.value != "allow" else "") if n)
-        table.add_row(v.stage, v.classifier, v.category, f"{v.score:.3f}", f"{v.threshold:.3f}",
-                      f"[{colours[v.action.value]}]{v.action.value}[/]", note)  # fmt: skip
+        table.add_row(
+            v.stage,
+            v.classifier,
+            v.category,
+            f"{v.score:.3f}",
+            f"{v.threshold:.3f}",
+            f"[{colours[v.action.value]}]{v.action.value}[/]",
+            note,
+        )
     out.print(table)
     uncalibrated = sorted({v.classifier for v in result.verdicts if not v.calibrated})
     if uncalibrated:
-        out.print(f"[yellow]uncalibrated:[/] {', '.join(uncalibrated)} ran without pretrained weights; "
-                  "its scores cannot block (set HALLMARK_CLIP_PRETRAINED).")  # fmt: skip
+        out.print(
+            f"[yellow]uncalibrated:[/] {', '.join(uncalibrated)} ran without pretrained weights; "
+            "its scores cannot block (set HALLMARK_CLIP_PRETRAINED)."
+        )
     if result.status == "released":
         out.print(
             f"[bold green]released[/] {result.output}"
@@ -206,7 +229,7 @@ def verify(
             help="A Soft Binding Resolution API (e.g. https://hallmark.example/v1) to ask for the "
             "original manifest of a stripped or re-encoded file. Default: the local store."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
 ) -> None:
     """Check a video's C2PA manifest and invisible watermark, recover the original manifest of a
     stripped or re-encoded copy, and find its audit record.
@@ -334,8 +357,10 @@ def audit_checkpoint(
     statement = _store(_settings()).checkpoint()
     if out is not None:
         out.write_text(json.dumps(statement.to_dict(), indent=2) + "\n")
-    Console().print(f"[green]checkpoint[/] signed at seq {statement.head_seq} ({statement.head_hash[:16]}...)"
-                    + (f", written to {out}" if out else ""))  # fmt: skip
+    Console().print(
+        f"[green]checkpoint[/] signed at seq {statement.head_seq} ({statement.head_hash[:16]}...)"
+        + (f", written to {out}" if out else "")
+    )
 
 
 @audit_app.command("redact")
@@ -398,9 +423,11 @@ def api_keys_create(
         row, key = create_key(_store(settings), role, name, tenant, tier)
     except (AuditError, PolicyError) as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"[green]created[/] {row.role} key {row.key_id} for {row.name}"
-                  + (f" (tenant {row.tenant}, tier {row.tier or 'default'})" if row.tenant else "")
-                  + "; it is shown only this once:")  # fmt: skip
+    console.print(
+        f"[green]created[/] {row.role} key {row.key_id} for {row.name}"
+        + (f" (tenant {row.tenant}, tier {row.tier or 'default'})" if row.tenant else "")
+        + "; it is shown only this once:"
+    )
     print(key)
 
 
@@ -498,8 +525,10 @@ def certs_list() -> None:
     out = Console()
     out.print(f"trust anchors {material.trust_anchors_path}")
     for role, cert in [("signing", active)] + [("retired", c) for c in retired]:
-        out.print(f"  {role:<8} {cert.subject.rfc4514_string()}  serial {cert.serial_number:x}  valid "
-                  f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}")  # fmt: skip
+        out.print(
+            f"  {role:<8} {cert.subject.rfc4514_string()}  serial {cert.serial_number:x}  valid "
+            f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}"
+        )
 
 
 @certs_app.command("rotate")
@@ -513,8 +542,10 @@ def certs_rotate() -> None:
 
     settings = _settings()
     if settings.signing_chain is not None:
-        raise _fail("HALLMARK_SIGNING_CHAIN is configured: rotate it with your CA, then add the old "
-                    "certificate to HALLMARK_RETIRED_SIGNING_CERTS")  # fmt: skip
+        raise _fail(
+            "HALLMARK_SIGNING_CHAIN is configured: rotate it with your CA, then add the old "
+            "certificate to HALLMARK_RETIRED_SIGNING_CERTS"
+        )
     leaf = rotate_dev_signer(settings.certs_dir)
     Console().print(
         f"[green]new signing certificate[/] serial {leaf.serial_number:x} in {settings.certs_dir}"
@@ -536,7 +567,7 @@ def eval_prompts(
             help="Labelled prompts (CSV prompt,label[,category]; "
             "AILuminate; PartiPrompts). Repeat for several.",
         ),
-    ],  # fmt: skip
+    ],
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N prompts of each file.")] = None,
     policy: Annotated[
         Path | None, typer.Option(help="Policy TOML file (default: the configured one).")
@@ -576,14 +607,17 @@ def eval_prompts(
         for name, prompts in sets.items():
             kept = [p for p in prompts if not model.weights.has_seen(p.text)]
             if len(kept) < len(prompts):
-                console.print(f"{name}: left out {len(prompts) - len(kept)} prompts the prompt classifier was "
-                              "fitted on (--include-seen keeps them)")  # fmt: skip
+                console.print(
+                    f"{name}: left out {len(prompts) - len(kept)} prompts the prompt classifier was "
+                    "fitted on (--include-seen keeps them)"
+                )
             sets[name] = kept
 
     results = {}
     for name, prompts in sets.items():
-        with Progress(TextColumn(f"{name:<28}"), BarColumn(), MofNCompleteColumn(), console=console,
-                      transient=True) as bar:  # fmt: skip
+        with Progress(
+            TextColumn(f"{name:<28}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+        ) as bar:
             task = bar.add_task(name, total=len(prompts))
             scored = score_prompts(
                 classifiers, prompts, batch, lambda done, total, t=task: bar.update(t, completed=done)
@@ -599,17 +633,38 @@ def eval_prompts(
         )
         return
     table = Table(title=f"Prompt screening under {loaded.label}", title_justify="left")
-    for column in ("dataset", "n", "unsafe", "blocked", "precision", "recall", "false blocks", "AUPRC",
-                   "prompts/s", "p50 ms", "p95 ms"):  # fmt: skip
+    for column in (
+        "dataset",
+        "n",
+        "unsafe",
+        "blocked",
+        "precision",
+        "recall",
+        "false blocks",
+        "AUPRC",
+        "prompts/s",
+        "p50 ms",
+        "p95 ms",
+    ):
         table.add_column(column, justify="left" if column == "dataset" else "right")
 
     def pct(value):
         return "-" if value is None else f"{value:.1%}"
 
     for name, m in results.items():
-        table.add_row(name, str(m.n), str(m.unsafe), str(m.blocked), pct(m.precision), pct(m.recall),
-                      pct(m.false_block_rate), "-" if m.auprc is None else f"{m.auprc:.3f}",
-                      f"{m.prompts_per_s:.0f}", f"{m.p50_ms:.1f}", f"{m.p95_ms:.1f}")  # fmt: skip
+        table.add_row(
+            name,
+            str(m.n),
+            str(m.unsafe),
+            str(m.blocked),
+            pct(m.precision),
+            pct(m.recall),
+            pct(m.false_block_rate),
+            "-" if m.auprc is None else f"{m.auprc:.3f}",
+            f"{m.prompts_per_s:.0f}",
+            f"{m.p50_ms:.1f}",
+            f"{m.p95_ms:.1f}",
+        )
     Console().print(table)
     for name, m in results.items():
         if m.by_category:
@@ -671,9 +726,17 @@ def train_prompt_classifier(
     try:
         recipe = replace(SHIPPED, epochs=epochs or SHIPPED.epochs, heads=heads or SHIPPED.heads)
         leave_out = (lambda e: e.source in NON_COMMERCIAL) if without_non_commercial else None
-        weights, report = train(data, loaded, encoder, cache=cache, recipe=recipe, seed=seed, limit=limit,
-                                leave_out=leave_out,
-                                progress=lambda message: console.print(message, highlight=False))  # fmt: skip
+        weights, report = train(
+            data,
+            loaded,
+            encoder,
+            cache=cache,
+            recipe=recipe,
+            seed=seed,
+            limit=limit,
+            leave_out=leave_out,
+            progress=lambda message: console.print(message, highlight=False),
+        )
     except DataError as exc:
         raise _fail(str(exc)) from exc
     weights.save(output)
@@ -681,8 +744,11 @@ def train_prompt_classifier(
     for column in ("category", "train", "calibration", "test", "fusion: head, exemplar, profanity, bias"):
         table.add_column(column, justify="left" if column == "category" else "right")
     for category, counts in report.categories.items():
-        table.add_row(category, *(str(counts[s]) for s in ("train", "calibration", "test")),
-                      ", ".join(f"{c:+.2f}" for c in report.calibration[category]))  # fmt: skip
+        table.add_row(
+            category,
+            *(str(counts[s]) for s in ("train", "calibration", "test")),
+            ", ".join(f"{c:+.2f}" for c in report.calibration[category]),
+        )
     Console().print(table)
     totals = {split: sum(counts.values()) for split, counts in report.counts.items()}
     Console().print(f"examples: {totals}; trained in {report.seconds:.0f} s")
@@ -729,8 +795,10 @@ def calibrate_frames(
     except PolicyError as exc:
         raise _fail(str(exc)) from exc
     if concept != NUDENET and concept not in loaded.frames.clip_concepts:
-        raise _fail(f"the policy has no CLIP concept {concept!r} (it has: "
-                    f"{', '.join(loaded.frames.clip_concepts)}; or use 'nudenet')")  # fmt: skip
+        raise _fail(
+            f"the policy has no CLIP concept {concept!r} (it has: "
+            f"{', '.join(loaded.frames.clip_concepts)}; or use 'nudenet')"
+        )
     if flag_fpr is not None and flag_fpr < target_fpr:
         raise _fail(f"--flag-fpr ({flag_fpr}) must be at least --target-fpr ({target_fpr})")
     configure_torch(settings)
@@ -743,9 +811,12 @@ def calibrate_frames(
                 def score(image):
                     return nudity.image_score(image)[0]
             else:
-                clip = ClipConceptFilter({concept: loaded.frames.clip_concepts[concept]},
-                                         model_name=settings.clip_model,
-                                         pretrained=settings.clip_pretrained or None, device=settings.device)  # fmt: skip
+                clip = ClipConceptFilter(
+                    {concept: loaded.frames.clip_concepts[concept]},
+                    model_name=settings.clip_model,
+                    pretrained=settings.clip_pretrained or None,
+                    device=settings.device,
+                )
                 model = f"{clip.name} {clip.version}"
 
                 def score(image):
@@ -765,16 +836,26 @@ def calibrate_frames(
     table = Table(title=f"{concept} on {model}", title_justify="left")
     for column in ("threshold", "value", "negatives over it (FPR)", "positives over it (TPR)"):
         table.add_column(column, justify="left" if column == "threshold" else "right")
-    table.add_row("block", f"{result.block:.6f}", f"{result.block_fpr:.2%} of {result.negatives}",
-                  f"{result.block_tpr:.2%} of {result.positives}")  # fmt: skip
+    table.add_row(
+        "block",
+        f"{result.block:.6f}",
+        f"{result.block_fpr:.2%} of {result.negatives}",
+        f"{result.block_tpr:.2%} of {result.positives}",
+    )
     if result.flag is not None:
-        table.add_row("flag", f"{result.flag:.6f}", f"{result.flag_fpr:.2%} of {result.negatives}",
-                      f"{result.flag_tpr:.2%} of {result.positives}")  # fmt: skip
+        table.add_row(
+            "flag",
+            f"{result.flag:.6f}",
+            f"{result.flag_fpr:.2%} of {result.negatives}",
+            f"{result.flag_tpr:.2%} of {result.positives}",
+        )
     Console().print(table)
     if concept != NUDENET and not clip.calibrated:
-        console.print("[yellow]warning:[/] CLIP has no pretrained weights (HALLMARK_CLIP_PRETRAINED): these "
-                      "thresholds fit a randomly initialised model and its verdicts stay capped at "
-                      f"{loaded.frames.uncalibrated_max_action.value}")  # fmt: skip
+        console.print(
+            "[yellow]warning:[/] CLIP has no pretrained weights (HALLMARK_CLIP_PRETRAINED): these "
+            "thresholds fit a randomly initialised model and its verdicts stay capped at "
+            f"{loaded.frames.uncalibrated_max_action.value}"
+        )
     Console().print(f"[green]wrote[/] {output} ({written.label})")
 
 

@@ -124,9 +124,12 @@ def open_store(settings: Settings) -> AuditStore:
         key = CheckpointKey.from_files(material.chain_path, material.key_path)
     else:  # the callback must sign for this chain's key, or checkpoints would never verify
         key = CheckpointKey(check_chain(material, callback), sign_callback=callback)
-    return AuditStore(settings.resolved_database_url, checkpoint_key=key,
-                      checkpoint_every=settings.audit_checkpoint_every,
-                      retired_checkpoint_keys=[CheckpointKey(c) for c in retired_signers(settings)])  # fmt: skip
+    return AuditStore(
+        settings.resolved_database_url,
+        checkpoint_key=key,
+        checkpoint_every=settings.audit_checkpoint_every,
+        retired_checkpoint_keys=[CheckpointKey(c) for c in retired_signers(settings)],
+    )
 
 
 def watermark_keys(settings: Settings) -> list[WatermarkKey]:
@@ -214,8 +217,13 @@ def build_pipeline(settings: Settings, policy: Policy | None = None) -> GuardedP
 
 
 def job_settings(settings: Settings) -> JobSettings:
-    return JobSettings(artifacts=settings.artifacts_path, lease=dt.timedelta(seconds=settings.job_lease_s),
-                       max_attempts=settings.job_max_attempts, fps=settings.job_fps, steps=settings.job_steps)  # fmt: skip
+    return JobSettings(
+        artifacts=settings.artifacts_path,
+        lease=dt.timedelta(seconds=settings.job_lease_s),
+        max_attempts=settings.job_max_attempts,
+        fps=settings.job_fps,
+        steps=settings.job_steps,
+    )
 
 
 def build_job_queue(settings: Settings, run: Callable[[str], object]) -> JobQueue:

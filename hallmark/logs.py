@@ -46,6 +46,8 @@ def configure(level: str = "INFO", log_prompts: bool = False) -> dict:
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter, "log_prompts": log_prompts}},
         "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "json"}},
-        "loggers": {name: {"handlers": ["default"], "level": level, "propagate": False}
-                    for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
-    }  # fmt: skip
+        "loggers": {
+            name: {"handlers": ["default"], "level": level, "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }

@@ -71,5 +71,16 @@ def run_worker(settings: Settings) -> None:
     def run(job_id: str) -> None:
         run_job(pipeline, jobs, job_id, options)
 
-    app.worker_main(["worker", "--pool", "solo", "--queues", QUEUE, "--loglevel", settings.log_level,
-                     "--without-gossip", "--without-mingle"])  # fmt: skip
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            QUEUE,
+            "--loglevel",
+            settings.log_level,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

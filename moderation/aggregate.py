@@ -26,14 +26,26 @@ def clip_score(frame_scores: np.ndarray, rule: FrameAggregation) -> tuple[float,
     return best, where
 
 
-def frame_verdict(stage: str, classifier: str, version: str, category: str, frame_scores: np.ndarray,
-                  thresholds: Thresholds, rule: FrameAggregation, detail: str = "", calibrated: bool = True,
-                  max_action: Action = Action.block) -> Verdict:  # fmt: skip
+def frame_verdict(
+    stage: str,
+    classifier: str,
+    version: str,
+    category: str,
+    frame_scores: np.ndarray,
+    thresholds: Thresholds,
+    rule: FrameAggregation,
+    detail: str = "",
+    calibrated: bool = True,
+    max_action: Action = Action.block,
+) -> Verdict:
     """One clip verdict: the aggregated score judged by the thresholds, with every frame's score
     and the frames at or over the threshold that decided (or, when allowed, the lowest one)."""
     score, frame = clip_score(frame_scores, rule)
     verdict = decide(stage, classifier, version, category, score, thresholds, detail, calibrated, max_action)
     fired = tuple(int(i) for i in np.flatnonzero(np.asarray(frame_scores) >= verdict.threshold))
     described = f"{rule.describe()}; frame {frame}" + (f": {detail}" if detail else "")
-    return replace(verdict, detail=described,
-                   frames=FrameScores(tuple(float(s) for s in frame_scores), fired, rule.describe()))  # fmt: skip
+    return replace(
+        verdict,
+        detail=described,
+        frames=FrameScores(tuple(float(s) for s in frame_scores), fired, rule.describe()),
+    )

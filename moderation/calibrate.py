@@ -75,13 +75,21 @@ class Calibration:
 
     def comment(self) -> str:
         flag = "" if self.flag is None else f"; flag fpr {self.flag_fpr:.4f} tpr {self.flag_tpr:.4f}"
-        return (f"calibrated {datetime.now(UTC):%Y-%m-%d} by hallmark calibrate frames on {self.positives} positive "
-                f"and {self.negatives} negative images with {self.model}: block fpr {self.block_fpr:.4f} "
-                f"tpr {self.block_tpr:.4f}{flag}")  # fmt: skip
+        return (
+            f"calibrated {datetime.now(UTC):%Y-%m-%d} by hallmark calibrate frames on {self.positives} positive "
+            f"and {self.negatives} negative images with {self.model}: block fpr {self.block_fpr:.4f} "
+            f"tpr {self.block_tpr:.4f}{flag}"
+        )
 
 
-def calibrate(concept: str, model: str, positive: np.ndarray, negative: np.ndarray, block_fpr: float,
-              flag_fpr: float | None) -> Calibration:  # fmt: skip
+def calibrate(
+    concept: str,
+    model: str,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    block_fpr: float,
+    flag_fpr: float | None,
+) -> Calibration:
     if len(positive) == 0:
         raise CalibrationError("no positive images")
     block = threshold_for_rate(negative, block_fpr)
@@ -96,10 +104,17 @@ def calibrate(concept: str, model: str, positive: np.ndarray, negative: np.ndarr
         return float(np.mean(np.clip(np.asarray(scores), 0.0, 1.0) >= t))
 
     return Calibration(
-        concept, model, len(positive), len(negative), flag, block,
-        None if flag is None else rate(negative, flag), rate(negative, block),
-        None if flag is None else rate(positive, flag), rate(positive, block),
-    )  # fmt: skip
+        concept,
+        model,
+        len(positive),
+        len(negative),
+        flag,
+        block,
+        None if flag is None else rate(negative, flag),
+        rate(negative, block),
+        None if flag is None else rate(positive, flag),
+        rate(positive, block),
+    )
 
 
 def write_thresholds(policy_file: Path, output: Path, calibration: Calibration, stages: list[str]) -> Policy:
@@ -135,8 +150,9 @@ def _table(document, stage: str, concept: str):
         raise CalibrationError(f"the policy has no [frames.clip_concepts.{concept}]") from exc
 
 
-def score_folder(folder: Path, score: Callable[[np.ndarray], float],
-                 progress: Callable[[int], None] = lambda _: None) -> np.ndarray:  # fmt: skip
+def score_folder(
+    folder: Path, score: Callable[[np.ndarray], float], progress: Callable[[int], None] = lambda _: None
+) -> np.ndarray:
     scores = []
     for image in iter_images(folder):
         scores.append(score(image))

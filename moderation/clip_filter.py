@@ -91,9 +91,12 @@ class ClipConceptFilter:
         h, w = x.shape[-2:]
         scale = self._size / min(h, w)
         x = F.interpolate(
-            x, size=(max(self._size, round(h * scale)), max(self._size, round(w * scale))),
-            mode="bicubic", align_corners=False, antialias=True,
-        ).clamp(0, 1)  # fmt: skip
+            x,
+            size=(max(self._size, round(h * scale)), max(self._size, round(w * scale))),
+            mode="bicubic",
+            align_corners=False,
+            antialias=True,
+        ).clamp(0, 1)
         top = (x.shape[-2] - self._size) // 2
         left = (x.shape[-1] - self._size) // 2
         x = x[..., top : top + self._size, left : left + self._size]
@@ -130,6 +133,6 @@ class ClipConceptFilter:
                     detail=f"closest prompt '{prompt}'",
                     calibrated=self.calibrated,
                     max_action=self._max_action,
-                )  # fmt: skip
+                )
             )
         return verdicts

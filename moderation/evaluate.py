@@ -99,9 +99,11 @@ def _unsafe(label: str, path: Path) -> bool:
 
 
 def score_prompts(
-    classifiers: Sequence, prompts: Sequence[LabeledPrompt], batch_size: int = 1,
+    classifiers: Sequence,
+    prompts: Sequence[LabeledPrompt],
+    batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
-) -> list[Scored]:  # fmt: skip
+) -> list[Scored]:
     """Run the prompt stage's classifiers on every prompt, `batch_size` prompts at a time (a
     classifier with `classify_many` scores a batch in one pass, the others one prompt at a time).
     Each prompt's time is its batch's time shared out: with batches of one, its latency."""
@@ -118,8 +120,15 @@ def score_prompts(
         seconds = (time.perf_counter() - began) / len(batch)
         for prompt, verdicts in zip(batch, per_prompt, strict=True):
             actions = {v.action for v in verdicts}
-            scored.append(Scored(prompt, max((v.score for v in verdicts), default=0.0), Action.block in actions,
-                                 Action.flag in actions and Action.block not in actions, seconds))  # fmt: skip
+            scored.append(
+                Scored(
+                    prompt,
+                    max((v.score for v in verdicts), default=0.0),
+                    Action.block in actions,
+                    Action.flag in actions and Action.block not in actions,
+                    seconds,
+                )
+            )
         if progress:
             progress(len(scored), len(prompts))
     return scored
@@ -138,17 +147,21 @@ def metrics(scored: Sequence[Scored]) -> Metrics:
         if s.prompt.category:
             by_category.setdefault(s.prompt.category, []).append(s)
     return Metrics(
-        n=len(scored), unsafe=len(unsafe), blocked=len(blocked), true_blocks=true_blocks,
+        n=len(scored),
+        unsafe=len(unsafe),
+        blocked=len(blocked),
+        true_blocks=true_blocks,
         false_blocks=len(blocked) - true_blocks,
         precision=true_blocks / len(blocked) if blocked and unsafe else None,
         recall=true_blocks / len(unsafe) if unsafe else None,
         false_block_rate=(len(blocked) - true_blocks) / len(safe) if safe else None,
         flag_rate=sum(s.flagged for s in scored) / len(scored),
         auprc=average_precision([s.score for s in scored], [s.prompt.unsafe for s in scored]),
-        p50_ms=_percentile(times, 50), p95_ms=_percentile(times, 95),
+        p50_ms=_percentile(times, 50),
+        p95_ms=_percentile(times, 95),
         prompts_per_s=len(scored) / max(sum(s.seconds for s in scored), 1e-9),
         by_category={c: sum(s.blocked for s in rows) / len(rows) for c, rows in sorted(by_category.items())},
-    )  # fmt: skip
+    )
 
 
 def average_precision(scores: Sequence[float], labels: Sequence[bool]) -> float | None:

@@ -76,6 +76,6 @@ class TransformersTextClassifier:
                     detail=f"label '{label}'; view: {reading.views[view].how}",
                     calibrated=self._rule.max_action is Action.block,
                     max_action=self._rule.max_action,
-                )  # fmt: skip
+                )
             )
         return verdicts

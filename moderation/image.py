@@ -35,8 +35,13 @@ def _opaque(rgb: np.ndarray) -> np.ndarray:
 class NudityClassifier:
     """Highest confidence among the policy's NudeNet labels, over one image or every frame."""
 
-    def __init__(self, detector: NudityDetector, rule: NudityRule, stage: str,
-                 aggregation: FrameAggregation | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        detector: NudityDetector,
+        rule: NudityRule,
+        stage: str,
+        aggregation: FrameAggregation | None = None,
+    ) -> None:
         self._detector = detector
         self._rule = rule
         self._stage = stage
@@ -63,5 +68,15 @@ class NudityClassifier:
         scored = [self.image_score(frame) for frame in images]
         scores = np.array([s for s, _ in scored])
         label = scored[int(np.argmax(scores))][1]
-        return [frame_verdict(self._stage, self.name, self.version, rule.category, scores, rule.thresholds,
-                              self._aggregation, detail=label)]  # fmt: skip
+        return [
+            frame_verdict(
+                self._stage,
+                self.name,
+                self.version,
+                rule.category,
+                scores,
+                rule.thresholds,
+                self._aggregation,
+                detail=label,
+            )
+        ]

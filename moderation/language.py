@@ -60,6 +60,7 @@ class LanguageClassifier:
         else:
             score = 0.0  # too short to tell English from anything else
         thresholds = Thresholds(**{rule.unsupported_language: rule.language_confidence})
-        detail = (f"most likely '{language}'; P(not {', '.join(rule.languages)}) = {unsupported:.2f}"
-                  + ("; mostly non-Latin script" if other_script else ""))  # fmt: skip
+        detail = f"most likely '{language}'; P(not {', '.join(rule.languages)}) = {unsupported:.2f}" + (
+            "; mostly non-Latin script" if other_script else ""
+        )
         return [decide(STAGE, self.name, self.version, "unsupported_language", score, thresholds, detail)]

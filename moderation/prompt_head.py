@@ -105,8 +105,9 @@ class HeadWeights:
             w, b = torch.from_numpy(self.attribution_w[:, index]), torch.from_numpy(self.attribution_b[index])
             return torch.softmax(x @ w + b, dim=1).numpy()
 
-    def fuse(self, logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray,
-             index: list[int] | None = None) -> np.ndarray:  # fmt: skip
+    def fuse(
+        self, logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray, index: list[int] | None = None
+    ) -> np.ndarray:
         """Calibrated scores (texts, categories[index]) from the head's logits and the other signals."""
         f = self.fusion if index is None else self.fusion[index]
         z = f[:, 0] * logits + f[:, 1] * exemplar + f[:, 2] * profanity[:, None] + f[:, 3]
@@ -119,14 +120,26 @@ class HeadWeights:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, w1=as_stored(self.w1), b1=self.b1.astype(np.float32),
-            w2=as_stored(self.w2), b2=self.b2.astype(np.float32),
-            fusion=self.fusion.astype(np.float64), seen=np.unique(self.seen.astype(np.uint64)),
-            categories=np.array(self.categories), layers=np.array(self.layers, dtype=np.int64), meta=np.array(json.dumps(self.meta, sort_keys=True)),
-            **({} if self.attribution_w is None else dict(
-                named=np.array(self.named), attribution_w=as_stored(self.attribution_w),
-                attribution_b=self.attribution_b.astype(np.float32))),
-        )  # fmt: skip
+            buffer,
+            w1=as_stored(self.w1),
+            b1=self.b1.astype(np.float32),
+            w2=as_stored(self.w2),
+            b2=self.b2.astype(np.float32),
+            fusion=self.fusion.astype(np.float64),
+            seen=np.unique(self.seen.astype(np.uint64)),
+            categories=np.array(self.categories),
+            layers=np.array(self.layers, dtype=np.int64),
+            meta=np.array(json.dumps(self.meta, sort_keys=True)),
+            **(
+                {}
+                if self.attribution_w is None
+                else dict(
+                    named=np.array(self.named),
+                    attribution_w=as_stored(self.attribution_w),
+                    attribution_b=self.attribution_b.astype(np.float32),
+                )
+            ),
+        )
         path.write_bytes(buffer.getvalue())
 
     @classmethod
@@ -138,15 +151,24 @@ class HeadWeights:
             return cls(
                 categories=tuple(str(c) for c in data["categories"]),
                 layers=tuple(int(i) for i in data["layers"]),
-                **{name: _heads(data[name], dims) for name, dims in (("w1", 3), ("b1", 2), ("w2", 3), ("b2", 2))},
+                **{
+                    name: _heads(data[name], dims)
+                    for name, dims in (("w1", 3), ("b1", 2), ("w2", 3), ("b2", 2))
+                },
                 fusion=data["fusion"],
-                seen=data["seen"], meta=json.loads(str(data["meta"])),
+                seen=data["seen"],
+                meta=json.loads(str(data["meta"])),
                 version="sha256:" + hashlib.sha256(raw).hexdigest()[:12],
-                **({} if "attribution_w" not in data.files else dict(
-                    named=tuple(str(c) for c in data["named"]),
-                    attribution_w=data["attribution_w"].astype(np.float32),
-                    attribution_b=data["attribution_b"].astype(np.float32))),
-            )  # fmt: skip
+                **(
+                    {}
+                    if "attribution_w" not in data.files
+                    else dict(
+                        named=tuple(str(c) for c in data["named"]),
+                        attribution_w=data["attribution_w"].astype(np.float32),
+                        attribution_b=data["attribution_b"].astype(np.float32),
+                    )
+                ),
+            )
         except (OSError, KeyError, ValueError) as exc:
             raise HeadError(f"{path}: not a prompt classifier weights file: {exc}") from exc
 
@@ -198,8 +220,14 @@ class PromptModel:
 
     name = "hallmark-prompt"
 
-    def __init__(self, encoder, weights: HeadWeights, categories: dict[str, PromptCategory],
-                 evasion_action: Action = Action.flag, second_category_share: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        encoder,
+        weights: HeadWeights,
+        categories: dict[str, PromptCategory],
+        evasion_action: Action = Action.flag,
+        second_category_share: float = 0.0,
+    ) -> None:
         from profanity_check import predict_prob
 
         missing = [c for c in categories if c not in weights.categories]
@@ -316,12 +344,16 @@ class PromptModel:
             return verdicts
         first = max(blocking, key=share.get)
         return [
-            replace(v, action=Action.flag, detail=v.detail + f"; flagged, not blocked: under the policy's "
-                    f"second_category_share {self._second_share:g}, and {first} has more of the harm")
+            replace(
+                v,
+                action=Action.flag,
+                detail=v.detail + f"; flagged, not blocked: under the policy's "
+                f"second_category_share {self._second_share:g}, and {first} has more of the harm",
+            )
             if v.category in blocking and v.category != first and share[v.category] < self._second_share
             else v
             for v in verdicts
-        ]  # fmt: skip
+        ]
 
     def _evasion_verdicts(self, reading: Reading) -> list[Verdict]:
         if self._evasion_action is Action.allow:

@@ -44,9 +44,14 @@ class BlocklistClassifier:
             score = 1.0 if match else 0.0
             # A term match is certain: the threshold is 1.0 and the rule's action applies.
             verdict = decide(
-                STAGE, self.name, self.version, category, score, Thresholds(**{rule.action: 1.0}),
+                STAGE,
+                self.name,
+                self.version,
+                category,
+                score,
+                Thresholds(**{rule.action: 1.0}),
                 detail=f"matched '{match.group(1)}'" if match else "",
-            )  # fmt: skip
+            )
             verdicts.append(verdict)
         return verdicts
 
@@ -170,6 +175,6 @@ class SemanticClassifier:
                     float(sims[best]),
                     spec.thresholds,
                     detail=f"nearest exemplar: '{spec.exemplars[best]}'",
-                )  # fmt: skip
+                )
             )
         return verdicts

@@ -47,12 +47,23 @@ SOURCE_WEIGHTS = {"xstest": 5.0, "written": 2.0}
 OVERLAPS = frozenset(
     frozenset(pair)
     for pair in (
-        ("sexual", "sexual_minors"), ("sexual", "harassment"), ("sexual_minors", "illegal"),
-        ("violence", "extremism"), ("violence", "weapons"), ("violence", "hate"), ("violence", "harassment"),
-        ("violence", "self_harm"), ("hate", "harassment"), ("hate", "extremism"), ("extremism", "weapons"),
-        ("weapons", "illegal"), ("illegal", "deception"), ("deception", "harassment"), ("deception", "ip_misuse"),
+        ("sexual", "sexual_minors"),
+        ("sexual", "harassment"),
+        ("sexual_minors", "illegal"),
+        ("violence", "extremism"),
+        ("violence", "weapons"),
+        ("violence", "hate"),
+        ("violence", "harassment"),
+        ("violence", "self_harm"),
+        ("hate", "harassment"),
+        ("hate", "extremism"),
+        ("extremism", "weapons"),
+        ("weapons", "illegal"),
+        ("illegal", "deception"),
+        ("deception", "harassment"),
+        ("deception", "ip_misuse"),
     )
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -90,27 +101,55 @@ SHIPPED = Recipe()
 PREVIOUS = Recipe(heads=3, epochs=80, source_cap=None, other_categories=0.0, augment=0.0)
 
 # How each source's labels map onto the default taxonomy. None: unsafe, category not given.
-AILUMINATE = {"cse": "sexual_minors", "dfm": "deception", "hte": "hate", "ipv": "ip_misuse", "iwp": "weapons",
-              "ncr": "illegal", "prv": "harassment", "sxc_prn": "sexual", "ssh": "self_harm", "vcr": "violence",
-              "src": None, "spc_ele": None, "spc_fin": None, "spc_hlt": None, "spc_lgl": None}  # fmt: skip
-SIMPLE_SAFETY = {"Suicide, Self-Harm, and Eating Disorders": "self_harm", "Physical harm and Violence": "violence",
-                 "Illegal and Highly Regulated items": "illegal", "Scams and fraud": "illegal",
-                 "Child safety": "sexual_minors"}  # fmt: skip
+AILUMINATE = {
+    "cse": "sexual_minors",
+    "dfm": "deception",
+    "hte": "hate",
+    "ipv": "ip_misuse",
+    "iwp": "weapons",
+    "ncr": "illegal",
+    "prv": "harassment",
+    "sxc_prn": "sexual",
+    "ssh": "self_harm",
+    "vcr": "violence",
+    "src": None,
+    "spc_ele": None,
+    "spc_fin": None,
+    "spc_hlt": None,
+    "spc_lgl": None,
+}
+SIMPLE_SAFETY = {
+    "Suicide, Self-Harm, and Eating Disorders": "self_harm",
+    "Physical harm and Violence": "violence",
+    "Illegal and Highly Regulated items": "illegal",
+    "Scams and fraud": "illegal",
+    "Child safety": "sexual_minors",
+}
 # train_prompts/<source>.csv (`prompt,label,category`): each source's own categories mapped onto the
 # taxonomy; a category not named here (advbench has none, red-team instructions span many) teaches
 # `harmful` only. Misinformation goes to `deception`, the taxonomy's nearest category.
 FLAT_SOURCES: dict[str, dict[str, str]] = {
-    "harmbench": {"chemical_biological": "weapons", "illegal": "illegal", "cybercrime_intrusion": "illegal",
-                  "misinformation_disinformation": "deception", "harassment_bullying": "harassment"},
+    "harmbench": {
+        "chemical_biological": "weapons",
+        "illegal": "illegal",
+        "cybercrime_intrusion": "illegal",
+        "misinformation_disinformation": "deception",
+        "harassment_bullying": "harassment",
+    },
     "advbench": {},
-    "strongreject": {"Disinformation and deception": "deception", "Non-violent crimes": "illegal",
-                     "Violence": "violence", "Illegal goods and services": "illegal", "Sexual content": "sexual"},
+    "strongreject": {
+        "Disinformation and deception": "deception",
+        "Non-violent crimes": "illegal",
+        "Violence": "violence",
+        "Illegal goods and services": "illegal",
+        "Sexual content": "sexual",
+    },
     "safety_tuned_llamas": {"hate_speech": "hate", "controversial_stereotype": "hate"},
     "alpaca_harmless_instructions": {},
     "moviegenbench": {},
     "chronomagic_bench": {},
     "fetv": {},
-}  # fmt: skip
+}
 # Sources whose licence forbids commercial use (../shared/data/train_prompts/SOURCES.md).
 NON_COMMERCIAL = ("safety_tuned_llamas", "alpaca_harmless_instructions", "moviegenbench")
 NIBBLER = {
@@ -193,8 +232,12 @@ def public_examples(data: Path, seed: int = 0) -> list[Example]:
     out += [_safe(r["prompt"], "ring-a-bell") for r in _rows(ring / "NoNudity_prompt.csv")]
     for r in _rows(ring / "Violence_30.csv"):
         out += [_unsafe(r["prompt"], "ring-a-bell", "violence"), _safe(r["prompt1"], "ring-a-bell")]
-    out += [_unsafe(r["prompts_final"], "simplesafetytests", SIMPLE_SAFETY.get(r["harm_area"]), origin=r["harm_area"])
-            for r in _rows(train / "simplesafetytests" / "simplesafetytests.csv")]  # fmt: skip
+    out += [
+        _unsafe(
+            r["prompts_final"], "simplesafetytests", SIMPLE_SAFETY.get(r["harm_area"]), origin=r["harm_area"]
+        )
+        for r in _rows(train / "simplesafetytests" / "simplesafetytests.csv")
+    ]
     for r in _rows(train / "hatecheck" / "test_suite_cases.csv"):
         text = r["test_case"]
         out.append(
@@ -223,8 +266,9 @@ def public_examples(data: Path, seed: int = 0) -> list[Example]:
     return out
 
 
-def written_examples(path: Path = WRITTEN_PROMPTS, per_category: int = 400, benign: int = 2400,
-                     seed: int = 0) -> list[Example]:  # fmt: skip
+def written_examples(
+    path: Path = WRITTEN_PROMPTS, per_category: int = 400, benign: int = 2400, seed: int = 0
+) -> list[Example]:
     """The video prompts written for Hallmark: subject x act x scene x style, sampled with a seed."""
     spec = tomllib.loads(path.read_text())
     rng = random.Random(seed)
@@ -280,8 +324,10 @@ def _contrast_examples(spec: dict, rng: random.Random) -> list[Example]:
         combos = []
         for frame in kind["frames"]:
             names = [name for _, name, _, _ in string.Formatter().parse(frame) if name]
-            combos += [(frame, dict(zip(names, values, strict=True)))
-                       for values in itertools.product(*(lists[name] for name in names))]  # fmt: skip
+            combos += [
+                (frame, dict(zip(names, values, strict=True)))
+                for values in itertools.product(*(lists[name] for name in names))
+            ]
         rng.shuffle(combos)
         for frame, fills in combos[: kind["n"]]:
             text = frame.format(**fills)
@@ -383,8 +429,9 @@ def training_copies(examples: list[Example], recipe: Recipe, seed: int) -> list[
     return augmented(examples, recipe.augment, seed) + requested(examples, recipe.requests, seed)
 
 
-def _copies(examples: list[Example], share: float, key: str,
-            make: Callable[[str, random.Random], tuple[str, str]]) -> list[Example]:  # fmt: skip
+def _copies(
+    examples: list[Example], share: float, key: str, make: Callable[[str, random.Random], tuple[str, str]]
+) -> list[Example]:
     """A `share` of the examples remade by `make` (new text, family). Each draw is seeded by `key`
     and the text, so an example's copy is the same whatever else is left out (the
     leave-one-source-out bench retrains many times on one encoder cache)."""
@@ -399,8 +446,16 @@ def _copies(examples: list[Example], share: float, key: str,
     return out
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarray | None = None, hidden: int = 256,
-             epochs: int = 40, seed: int = 0, progress: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, ...]:  # fmt: skip
+def fit_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    known: np.ndarray,
+    weights: np.ndarray | None = None,
+    hidden: int = 256,
+    epochs: int = 40,
+    seed: int = 0,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[np.ndarray, ...]:
     """A one-hidden-layer MLP with a masked, class-balanced binary cross-entropy per category;
     `weights` (one per row) count some examples more."""
     import torch
@@ -414,8 +469,11 @@ def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarra
     negatives = ((1 - yt) * (kt > 0)).sum(0)
     pos_weight = (negatives / positives.clamp(min=1)).clamp(max=30.0)
     model = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(hidden, y.shape[1])
-    )  # fmt: skip
+        torch.nn.Linear(x.shape[1], hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.3),
+        torch.nn.Linear(hidden, y.shape[1]),
+    )
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
     generator = torch.Generator().manual_seed(seed)
@@ -431,8 +489,12 @@ def fit_head(x: np.ndarray, y: np.ndarray, known: np.ndarray, weights: np.ndarra
         if epoch % 10 == 9 or epoch == epochs - 1:
             progress(f"epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}")
     first, last = model[0], model[3]
-    return (first.weight.detach().numpy().T.copy(), first.bias.detach().numpy().copy(),
-            last.weight.detach().numpy().T.copy(), last.bias.detach().numpy().copy())  # fmt: skip
+    return (
+        first.weight.detach().numpy().T.copy(),
+        first.bias.detach().numpy().copy(),
+        last.weight.detach().numpy().T.copy(),
+        last.bias.detach().numpy().copy(),
+    )
 
 
 def attribution_targets(
@@ -478,8 +540,9 @@ def fit_attribution(
     return model.weight.detach().numpy().T.copy(), model.bias.detach().numpy().copy()
 
 
-def fit_fusion(logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray, y: np.ndarray,
-               known: np.ndarray) -> np.ndarray:  # fmt: skip
+def fit_fusion(
+    logits: np.ndarray, exemplar: np.ndarray, profanity: np.ndarray, y: np.ndarray, known: np.ndarray
+) -> np.ndarray:
     """Per category, a logistic regression of the label on (head logit, exemplar similarity,
     profanity), fitted on the calibration split: calibrated probabilities."""
     from sklearn.linear_model import LogisticRegression
@@ -521,15 +584,21 @@ class EmbeddingCache:
             progress(f"encoded {min(start + 2048, len(todo))}/{len(todo)} new texts")
         if todo and self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(self.path, keys=np.array(list(self._store), dtype=np.uint64),
-                     vectors=np.stack(list(self._store.values())))  # fmt: skip
+            np.savez(
+                self.path,
+                keys=np.array(list(self._store), dtype=np.uint64),
+                vectors=np.stack(list(self._store.values())),
+            )
         return np.stack([self._store[k] for k in keys]).astype(np.float32)
 
 
 def examples_by_split(
-    data: Path, policy: Policy, seed: int = 0, limit: int | None = None,
+    data: Path,
+    policy: Policy,
+    seed: int = 0,
+    limit: int | None = None,
     leave_out: Callable[[Example], bool] | None = None,
-) -> dict[str, list[Example]]:  # fmt: skip
+) -> dict[str, list[Example]]:
     """Every training text (../shared/data, the written prompts, the policy's exemplars), deduplicated,
     by split; `limit` caps the examples per source, `leave_out` drops the examples it is true of
     (bench/generalisation.py holds out one source at a time that way)."""
@@ -550,9 +619,17 @@ def head_categories(policy: Policy) -> list[str]:
     return list(policy.prompt.categories) + ([] if ANY_HARM in policy.prompt.categories else [ANY_HARM])
 
 
-def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | None = None, recipe: Recipe = SHIPPED,
-          seed: int = 0, limit: int | None = None, leave_out: Callable[[Example], bool] | None = None,
-          progress: Callable[[str], None] = lambda _: None) -> tuple[HeadWeights, TrainingReport]:  # fmt: skip
+def train(
+    data: Path,
+    policy: Policy,
+    encoder,
+    cache: Path | EmbeddingCache | None = None,
+    recipe: Recipe = SHIPPED,
+    seed: int = 0,
+    limit: int | None = None,
+    leave_out: Callable[[Example], bool] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[HeadWeights, TrainingReport]:
     """Fit the heads and the fusion by `recipe`; `limit` caps the examples per source (for quick
     checks), `leave_out` drops examples (see examples_by_split); `cache` is a file or a loaded cache."""
     from profanity_check import predict_prob
@@ -575,17 +652,33 @@ def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | No
     weights = row_weights(splits["train"], recipe)
     heads = recipe.heads
     fitted_heads = [
-        fit_head(x_train, y_train, k_train, weights, epochs=recipe.epochs, seed=seed + i,
-                 progress=lambda message, i=i: progress(f"head {i + 1}/{heads}, {message}"))
+        fit_head(
+            x_train,
+            y_train,
+            k_train,
+            weights,
+            epochs=recipe.epochs,
+            seed=seed + i,
+            progress=lambda message, i=i: progress(f"head {i + 1}/{heads}, {message}"),
+        )
         for i in range(heads)
-    ]  # fmt: skip
+    ]
     named = [c for c in categories if c != ANY_HARM]
     attribution = fit_attribution(x_train, attribution_targets(splits["train"], named, recipe), seed=seed)
     progress("attribution head fitted")
     w1, b1, w2, b2 = (np.stack(arrays) for arrays in zip(*fitted_heads, strict=True))
     w1, w2 = (as_stored(a).astype(np.float32) for a in (w1, w2))
-    head = HeadWeights(tuple(categories), HEAD_LAYERS, w1, b1, w2, b2, np.tile([1.0, 0, 0, 0], (len(categories), 1)),
-                       np.array([], dtype=np.uint64), {})  # fmt: skip
+    head = HeadWeights(
+        tuple(categories),
+        HEAD_LAYERS,
+        w1,
+        b1,
+        w2,
+        b2,
+        np.tile([1.0, 0, 0, 0], (len(categories), 1)),
+        np.array([], dtype=np.uint64),
+        {},
+    )
     y_cal, k_cal = targets(splits["calibration"], categories, review_only, recipe.other_categories)
     cal_texts = [clean(e.text) for e in splits["calibration"]]
     exemplar = exemplar_similarities(
@@ -602,21 +695,36 @@ def train(data: Path, policy: Policy, encoder, cache: Path | EmbeddingCache | No
                 for n, v in splits.items()
             }
             for c in categories
-        },  # fmt: skip
+        },
         calibration={c: [round(float(a), 4) for a in fusion[j]] for j, c in enumerate(categories)},
         seconds=(datetime.now(UTC) - started).total_seconds(),
     )
     meta = {
-        "encoder": encoder.version, "trained_at": started.isoformat(timespec="seconds"), "seed": seed,
-        "recipe": asdict(recipe), "layers": list(HEAD_LAYERS), "splits": dict(SPLITS), "policy": policy.label,
-        "examples": report.counts, "positives": report.categories, "fusion": report.calibration,
-        "exemplars_sha256": hashlib.sha256(json.dumps({c: s.exemplars for c, s in policy.prompt.categories.items()},
-                                                      sort_keys=True).encode()).hexdigest()[:16],
-    }  # fmt: skip
+        "encoder": encoder.version,
+        "trained_at": started.isoformat(timespec="seconds"),
+        "seed": seed,
+        "recipe": asdict(recipe),
+        "layers": list(HEAD_LAYERS),
+        "splits": dict(SPLITS),
+        "policy": policy.label,
+        "examples": report.counts,
+        "positives": report.categories,
+        "fusion": report.calibration,
+        "exemplars_sha256": hashlib.sha256(
+            json.dumps({c: s.exemplars for c, s in policy.prompt.categories.items()}, sort_keys=True).encode()
+        ).hexdigest()[:16],
+    }
     seen = np.array([text_hash(e.text) for e in fitted], dtype=np.uint64)
     attribution_w, attribution_b = as_stored(attribution[0]).astype(np.float32), attribution[1]
-    return replace(head, fusion=fusion, seen=seen, meta=meta, named=tuple(named),
-                   attribution_w=attribution_w, attribution_b=attribution_b), report  # fmt: skip
+    return replace(
+        head,
+        fusion=fusion,
+        seen=seen,
+        meta=meta,
+        named=tuple(named),
+        attribution_w=attribution_w,
+        attribution_b=attribution_b,
+    ), report
 
 
 def exemplar_similarities(encoder, policy: Policy, categories: list[str], x: np.ndarray) -> np.ndarray:

@@ -33,8 +33,13 @@ UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
 class Verifier:
     """What the routes need, built once by the app factory."""
 
-    def __init__(self, trust_anchors_pem: str, watermark: VideoWatermark, store: AuditStore | None,
-                 max_upload_bytes: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        trust_anchors_pem: str,
+        watermark: VideoWatermark,
+        store: AuditStore | None,
+        max_upload_bytes: int,
+    ) -> None:
         self.trust_anchors_pem = trust_anchors_pem
         self.watermark = watermark
         self.store = store
@@ -71,8 +76,9 @@ def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) ->
     router = APIRouter(prefix="/v1", max_body_size=max_upload_bytes + 64 * 1024)
     Dep = Annotated[Verifier, Depends(get_verifier)]
 
-    @router.post("/verify", response_model=VerificationReport, tags=["verify"],
-                 summary="Verify a video's provenance")  # fmt: skip
+    @router.post(
+        "/verify", response_model=VerificationReport, tags=["verify"], summary="Verify a video's provenance"
+    )
     def verify_upload(file: UploadFile, verifier: Dep) -> VerificationReport:
         """Upload a video (multipart field `file`): C2PA manifest, invisible watermark, the original
         manifest when the file's own is stripped or broken, and the audit record."""
@@ -94,8 +100,12 @@ def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) ->
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
         return SoftBindingQueryResult(matches=[SoftBindingMatch(manifestId=label) for label in labels])
 
-    @router.get("/matches/byBinding", response_model=SoftBindingQueryResult, tags=["soft binding"],
-                summary="C2PA manifest ids for a soft binding (watermark value)")  # fmt: skip
+    @router.get(
+        "/matches/byBinding",
+        response_model=SoftBindingQueryResult,
+        tags=["soft binding"],
+        summary="C2PA manifest ids for a soft binding (watermark value)",
+    )
     def matches_by_binding(
         verifier: Dep,
         alg: Annotated[str, Query(description="Soft-binding algorithm name")],
@@ -104,30 +114,44 @@ def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) ->
     ) -> SoftBindingQueryResult:
         return _matches(verifier, alg, value, max_results)
 
-    @router.post("/matches/byBinding", response_model=SoftBindingQueryResult, tags=["soft binding"],
-                 summary="C2PA manifest ids for a soft binding, value in the body")  # fmt: skip
+    @router.post(
+        "/matches/byBinding",
+        response_model=SoftBindingQueryResult,
+        tags=["soft binding"],
+        summary="C2PA manifest ids for a soft binding, value in the body",
+    )
     def matches_by_large_binding(
-        query: SoftBindingQuery, verifier: Dep,
+        query: SoftBindingQuery,
+        verifier: Dep,
         max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
-    ) -> SoftBindingQueryResult:  # fmt: skip
+    ) -> SoftBindingQueryResult:
         return _matches(verifier, query.alg, query.value, max_results)
 
-    @router.post("/matches/byContent", response_model=SoftBindingQueryResult, tags=["soft binding"],
-                 summary="C2PA manifest ids for a video: the service reads its watermark")  # fmt: skip
+    @router.post(
+        "/matches/byContent",
+        response_model=SoftBindingQueryResult,
+        tags=["soft binding"],
+        summary="C2PA manifest ids for a video: the service reads its watermark",
+    )
     async def matches_by_content(
-        request: Request, verifier: Dep,
+        request: Request,
+        verifier: Dep,
         alg: Annotated[str | None, Query(description="Soft-binding algorithm to read")] = None,
         max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
-    ) -> SoftBindingQueryResult:  # fmt: skip
+    ) -> SoftBindingQueryResult:
         """The request body is the video itself (Content-Type video/*)."""
         media_type = request.headers.get("content-type", "").split(";")[0].strip()
         if not media_type.startswith("video/"):
-            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                                f"the body must be a video (Content-Type video/*), not {media_type or 'none'}")  # fmt: skip
+            raise HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                f"the body must be a video (Content-Type video/*), not {media_type or 'none'}",
+            )
         watermark = verifier.watermark
         if alg is not None and alg != watermark.soft_binding_alg:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                                f"alg {alg!r} is not read here; supported: {watermark.soft_binding_alg}")  # fmt: skip
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"alg {alg!r} is not read here; supported: {watermark.soft_binding_alg}",
+            )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "upload"
             with path.open("wb") as out:
@@ -146,9 +170,13 @@ def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) ->
         value = soft_binding_value(reading.payload, reading.key_id)
         return _matches(verifier, watermark.soft_binding_alg, value, max_results)
 
-    @router.get("/manifests/{manifestId}", tags=["soft binding"], response_class=Response,
-                responses={200: {"content": {"application/c2pa": {}}}, 404: {"description": "unknown manifest"}},
-                summary="The C2PA manifest store of a released video")  # fmt: skip
+    @router.get(
+        "/manifests/{manifestId}",
+        tags=["soft binding"],
+        response_class=Response,
+        responses={200: {"content": {"application/c2pa": {}}}, 404: {"description": "unknown manifest"}},
+        summary="The C2PA manifest store of a released video",
+    )
     def manifest_by_id(
         verifier: Dep,
         manifest_id: Annotated[str, PathParam(alias="manifestId")],
@@ -163,11 +191,18 @@ def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) ->
             raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
         if store is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no manifest {manifest_id!r}")
-        return Response(store, media_type="application/c2pa",
-                        headers={"Content-Disposition": 'attachment; filename="manifest.c2pa"'})  # fmt: skip
+        return Response(
+            store,
+            media_type="application/c2pa",
+            headers={"Content-Disposition": 'attachment; filename="manifest.c2pa"'},
+        )
 
-    @router.get("/services/supportedAlgorithms", response_model=SoftBindingAlgList, tags=["soft binding"],
-                summary="Soft-binding algorithms this service resolves")  # fmt: skip
+    @router.get(
+        "/services/supportedAlgorithms",
+        response_model=SoftBindingAlgList,
+        tags=["soft binding"],
+        summary="Soft-binding algorithms this service resolves",
+    )
     def supported_algorithms(verifier: Dep) -> SoftBindingAlgList:
         return SoftBindingAlgList(watermarks=[SoftBindingAlg(alg=verifier.watermark.soft_binding_alg)])
 
@@ -184,8 +219,10 @@ def _spooled(read: Callable[[int], bytes], limit: int, field: str) -> Iterator[P
             while chunk := read(1 << 20):
                 size += len(chunk)
                 if size > limit:
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                        f"field '{field}': larger than the limit of {limit} bytes")  # fmt: skip
+                    raise HTTPException(
+                        status.HTTP_413_CONTENT_TOO_LARGE,
+                        f"field '{field}': larger than the limit of {limit} bytes",
+                    )
                 out.write(chunk)
         if size == 0:
             raise HTTPException(UNPROCESSABLE, f"field '{field}': empty upload")

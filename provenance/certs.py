@@ -137,9 +137,12 @@ def issue_signer(
 
 
 def _issue_dev_signer(
-    directory: Path, root: x509.Certificate, root_key: ec.EllipticCurvePrivateKey,
-    not_before: dt.datetime, not_after: dt.datetime,
-) -> x509.Certificate:  # fmt: skip
+    directory: Path,
+    root: x509.Certificate,
+    root_key: ec.EllipticCurvePrivateKey,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.Certificate:
     leaf, leaf_key = issue_signer(root, root_key, not_before - dt.timedelta(minutes=5), not_after)
     pem = serialization.Encoding.PEM
     _write_private(directory / DEV_KEY, _key_pem(leaf_key))
@@ -216,8 +219,12 @@ def verify_signature(certificate: x509.Certificate, signature: bytes, data: byte
             digest = {256: hashes.SHA256(), 384: hashes.SHA384(), 521: hashes.SHA512()}[key.curve.key_size]
             key.verify(signature, data, ec.ECDSA(digest))
         elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
-                       hashes.SHA256())  # fmt: skip
+            key.verify(
+                signature,
+                data,
+                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+                hashes.SHA256(),
+            )
         elif isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, data)
         else:
@@ -245,11 +252,14 @@ def check_chain(material: SigningMaterial, sign: SignCallback | None = None) -> 
     for position, cert in enumerate(certs):
         name = "signing certificate" if position == 0 else f"certificate {position + 1} of the chain"
         if now > cert.not_valid_after_utc:
-            raise CertificateError(f"{where}: {name} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC "
-                                   f"({cert.subject.rfc4514_string()})")  # fmt: skip
+            raise CertificateError(
+                f"{where}: {name} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC "
+                f"({cert.subject.rfc4514_string()})"
+            )
         if now < cert.not_valid_before_utc:
-            raise CertificateError(f"{where}: {name} is not valid before "
-                                   f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+            raise CertificateError(
+                f"{where}: {name} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+            )
     for child, parent in zip(certs, certs[1:], strict=False):
         try:
             child.verify_directly_issued_by(parent)

@@ -93,6 +93,11 @@ class InvisibleWatermark:
         agreement = float(np.where(bits == 1, share, 1.0 - share).mean())
         payload = bits_to_payload(bits)
         return WatermarkReading(
-            payload is not None, payload.hex() if payload else None, self.name, None,
-            2.0**-CRC_BITS if payload else None, len(index), {"bit_agreement": round(agreement, 4)},
-        )  # fmt: skip
+            payload is not None,
+            payload.hex() if payload else None,
+            self.name,
+            None,
+            2.0**-CRC_BITS if payload else None,
+            len(index),
+            {"bit_agreement": round(agreement, 4)},
+        )

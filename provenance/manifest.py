@@ -85,9 +85,11 @@ def training_mining_assertions(use: str) -> list[dict[str, Any]]:
     c2pa_uses = ("c2pa.ai_generative_training", "c2pa.ai_inference", "c2pa.ai_training", "c2pa.data_mining")
     return [
         {"label": "c2pa.training-mining", "data": {"entries": {u: {"use": use} for u in c2pa_uses}}},
-        {"label": "cawg.training-mining",
-         "data": {"entries": {u.replace("c2pa.", "cawg."): {"use": use} for u in c2pa_uses}}},
-    ]  # fmt: skip
+        {
+            "label": "cawg.training-mining",
+            "data": {"entries": {u.replace("c2pa.", "cawg."): {"use": use} for u in c2pa_uses}},
+        },
+    ]
 
 
 def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
@@ -153,8 +155,9 @@ class ManifestSigner:
     name = "c2pa-python"
     version = c2pa.__version__
 
-    def __init__(self, material: SigningMaterial, tsa_url: str | None = None,
-                 sign: SignCallback | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, material: SigningMaterial, tsa_url: str | None = None, sign: SignCallback | None = None
+    ) -> None:
         self._leaf = check_chain(material, sign)
         self._alg = c2pa_algorithm(self._leaf)
         self._material = material
@@ -169,8 +172,9 @@ class ManifestSigner:
     def _signer(self, tsa_url: str | None) -> c2pa.Signer:
         chain = self._material.chain_pem()
         if self._sign is None:
-            info = c2pa.C2paSignerInfo(self._alg.encode(), chain, self._material.key_pem(),
-                                       tsa_url.encode() if tsa_url else None)  # fmt: skip
+            info = c2pa.C2paSignerInfo(
+                self._alg.encode(), chain, self._material.key_pem(), tsa_url.encode() if tsa_url else None
+            )
             return c2pa.Signer.from_info(info)
         alg = c2pa.C2paSigningAlg[self._alg.upper()]
         return c2pa.Signer.from_callback(self._sign, alg, chain.decode(), tsa_url)
@@ -214,8 +218,11 @@ class ManifestSigner:
                 builder.add_resource(THUMBNAIL_ID, io.BytesIO(facts.thumbnail_jpeg))
             if facts.ingredient is not None:
                 ingredient = facts.ingredient
-                builder.add_ingredient({"title": ingredient.title, "relationship": "inputTo"},
-                                       ingredient.media_type, io.BytesIO(ingredient.data))  # fmt: skip
+                builder.add_ingredient(
+                    {"title": ingredient.title, "relationship": "inputTo"},
+                    ingredient.media_type,
+                    io.BytesIO(ingredient.data),
+                )
             # 1 MiB buffers: c2pa-rs reads and writes through Python in small calls (bench/verify.py).
             with source.open("rb", buffering=1 << 20) as src, dest.open("w+b", buffering=1 << 20) as dst:
                 return builder.sign(signer, "video/mp4", src, dst)
@@ -261,8 +268,11 @@ def read_manifest(
     """
     try:
         context = c2pa.Context(c2pa.Settings.from_dict(_reader_settings(trust_anchors_pem)))
-        with context, path.open("rb") as stream, c2pa.Reader("video/mp4", stream, manifest_data=manifest_store,
-                                                           context=context) as reader:  # fmt: skip
+        with (
+            context,
+            path.open("rb") as stream,
+            c2pa.Reader("video/mp4", stream, manifest_data=manifest_store, context=context) as reader,
+        ):
             state = reader.get_validation_state()
             results = reader.get_validation_results() or {}
             active = reader.get_active_manifest()

@@ -389,16 +389,30 @@ class TileMark:
             best = max(best, found.sync_score)
             if found.payload is not None:
                 return WatermarkReading(
-                    True, found.payload.hex(), self.name, found.key_id, attempts * 2.0**-32, frames_read,
-                    {"sync_z": round(found.sync_score, 2), "scale": round(found.scale, 4),
-                     "attempts": attempts, "windows": windows},
-                )  # fmt: skip
+                    True,
+                    found.payload.hex(),
+                    self.name,
+                    found.key_id,
+                    attempts * 2.0**-32,
+                    frames_read,
+                    {
+                        "sync_z": round(found.sync_score, 2),
+                        "scale": round(found.scale, 4),
+                        "attempts": attempts,
+                        "windows": windows,
+                    },
+                )
             if attempts >= budget:
                 break
         return WatermarkReading(
-            False, None, self.name, None, None, frames_read,
+            False,
+            None,
+            self.name,
+            None,
+            None,
+            frames_read,
             {"sync_z": round(best, 2), "attempts": attempts, "windows": windows},
-        )  # fmt: skip
+        )
 
     def _window_means(self, frames: np.ndarray | Iterable[np.ndarray]):
         """Yield (mean working-size luma, frames) per window; a short last window is kept if >= 8."""

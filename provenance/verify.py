@@ -127,8 +127,10 @@ class VerificationReport(BaseModel):
         w = self.watermark
         if w.detected:
             key = f", key id {w.key_id}" if w.key_id is not None else ""
-            lines.append(f"Invisible watermark: detected, payload {w.payload}{key} ({w.method}; false-positive "
-                         f"probability {w.false_positive_probability:.1e}; {w.frames_read} frames read)")  # fmt: skip
+            lines.append(
+                f"Invisible watermark: detected, payload {w.payload}{key} ({w.method}; false-positive "
+                f"probability {w.false_positive_probability:.1e}; {w.frames_read} frames read)"
+            )
         else:
             lines.append(f"Invisible watermark: not detected ({w.method}){': ' + w.error if w.error else ''}")
         r = self.recovery
@@ -235,9 +237,14 @@ def verify(
         recovery = _recover(path, trust_anchors_pem, resolver, mark.soft_binding)
     record = _lookup(store, mark.payload, sha) if store is not None else None
     return VerificationReport(
-        file=str(path), sha256=sha, conclusion=conclude(manifest, mark, recovery), manifest=manifest,
-        watermark=mark, recovery=recovery, record=record,
-    )  # fmt: skip
+        file=str(path),
+        sha256=sha,
+        conclusion=conclude(manifest, mark, recovery),
+        manifest=manifest,
+        watermark=mark,
+        recovery=recovery,
+        record=record,
+    )
 
 
 def watermark_mismatch(m: ManifestReport, w: WatermarkReport) -> bool:
@@ -250,8 +257,12 @@ def watermark_mismatch(m: ManifestReport, w: WatermarkReport) -> bool:
 
 def made_by_hallmark(m: ManifestReport) -> bool:
     """A trusted manifest that states Hallmark's claims: its screening assertion and its watermark."""
-    return bool(m.trusted and m.screening is not None and (m.claim_generator or "").startswith("Hallmark")
-                and m.soft_binding)  # fmt: skip
+    return bool(
+        m.trusted
+        and m.screening is not None
+        and (m.claim_generator or "").startswith("Hallmark")
+        and m.soft_binding
+    )
 
 
 def _recover(
@@ -271,8 +282,9 @@ def _recover(
         # Whoever answered, the original must name the very watermark that led to it.
         problem = "the recovered manifest's soft binding is not this watermark"
     if problem:
-        return RecoveryReport(attempted=True, source=found.source, manifest_id=found.manifest_id,
-                              error=f"{problem}: ignored")  # fmt: skip
+        return RecoveryReport(
+            attempted=True, source=found.source, manifest_id=found.manifest_id, error=f"{problem}: ignored"
+        )
     return RecoveryReport(
         attempted=True, source=found.source, manifest_id=found.manifest_id, manifest=recovered
     )
@@ -286,61 +298,104 @@ def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclu
         altered = False if unaltered else None
         tail = "Not altered since it was signed." if unaltered else "The hash binding was not checked."
         if not m.trusted:
-            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=altered,
-                              summary=f"Signed by {m.signer}, which is NOT trusted against the configured trust "
-                                      f"anchors: the manifest claims {m.claim_generator or 'an unnamed generator'}"
-                                      f", but who made it cannot be confirmed.")  # fmt: skip
+            return Conclusion(
+                made_by_generator=None,
+                generator=m.claim_generator,
+                policy=m.policy,
+                altered=altered,
+                summary=f"Signed by {m.signer}, which is NOT trusted against the configured trust "
+                f"anchors: the manifest claims {m.claim_generator or 'an unnamed generator'}"
+                f", but who made it cannot be confirmed.",
+            )
         if not made_by_hallmark(m):
-            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=altered,
-                              summary=f"Signed by {m.signer} (trusted), made with {m.claim_generator or 'an unnamed tool'}"
-                                      ": not a manifest of this generator (no Hallmark screening or watermark "
-                                      f"binding). {tail}")  # fmt: skip
-        return Conclusion(made_by_generator=True, generator=m.claim_generator, policy=m.policy, altered=altered,
-                          summary=f"Authentic: made by {m.claim_generator}, model {m.model or 'not stated'}, "
-                                  f"screened under policy {m.policy or 'not stated'}, signed by {m.signer} "
-                                  f"(trusted). {tail}")  # fmt: skip
+            return Conclusion(
+                made_by_generator=None,
+                generator=m.claim_generator,
+                policy=m.policy,
+                altered=altered,
+                summary=f"Signed by {m.signer} (trusted), made with {m.claim_generator or 'an unnamed tool'}"
+                ": not a manifest of this generator (no Hallmark screening or watermark "
+                f"binding). {tail}",
+            )
+        return Conclusion(
+            made_by_generator=True,
+            generator=m.claim_generator,
+            policy=m.policy,
+            altered=altered,
+            summary=f"Authentic: made by {m.claim_generator}, model {m.model or 'not stated'}, "
+            f"screened under policy {m.policy or 'not stated'}, signed by {m.signer} "
+            f"(trusted). {tail}",
+        )
     original = r.manifest
     if original is not None and original.valid:
         if mismatch:
-            what = (f"the embedded manifest (signed by {m.signer}, {m.claim_generator}) is not the one it "
-                    "was released with")  # fmt: skip
+            what = (
+                f"the embedded manifest (signed by {m.signer}, {m.claim_generator}) is not the one it "
+                "was released with"
+            )
         elif m.present:
             what = "the embedded manifest no longer matches the file"
         else:
             what = "it carries no manifest"
-        how = ("Its content is byte-for-byte what was signed; only the manifest was removed."
-               if original.hash_binding == "intact" and not m.present else
-               "The file was re-encoded, edited or stripped since it was signed.")  # fmt: skip
+        how = (
+            "Its content is byte-for-byte what was signed; only the manifest was removed."
+            if original.hash_binding == "intact" and not m.present
+            else "The file was re-encoded, edited or stripped since it was signed."
+        )
         ours = made_by_hallmark(original)
         verb = "Made by" if ours else "Claims to be made by"
         trusted = "trusted" if original.trusted else "NOT trusted"
-        return Conclusion(made_by_generator=True if ours else None, generator=original.claim_generator,
-                          policy=original.policy, altered=not (original.hash_binding == "intact" and not m.present),
-                          summary=f"{verb} {original.claim_generator}, model {original.model}, under policy "
-                                  f"{original.policy}: {what}, but its watermark (false-positive probability "
-                                  f"{w.false_positive_probability:.1e}) resolves to the original manifest "
-                                  f"{original.label}, signed by {original.signer} ({trusted}). {how}")  # fmt: skip
+        return Conclusion(
+            made_by_generator=True if ours else None,
+            generator=original.claim_generator,
+            policy=original.policy,
+            altered=not (original.hash_binding == "intact" and not m.present),
+            summary=f"{verb} {original.claim_generator}, model {original.model}, under policy "
+            f"{original.policy}: {what}, but its watermark (false-positive probability "
+            f"{w.false_positive_probability:.1e}) resolves to the original manifest "
+            f"{original.label}, signed by {original.signer} ({trusted}). {how}",
+        )
     lost = f" ({r.error})" if r.error else ""
     if w.detected:
         # Only a holder of this deployment's watermark key can embed it: the pictures came from here.
-        state = ("the manifest does not validate (" + (", ".join(m.failures) or "invalid") + ")"
-                 if m.present and not mismatch else
-                 "its manifest is not the one it was released with" if mismatch else "it carries no manifest")  # fmt: skip
-        return Conclusion(made_by_generator=True, altered=True,
-                          summary=f"Watermarked by this generator's key (id {w.key_id}, false-positive "
-                                  f"probability {w.false_positive_probability:.1e}), but {state}, and the original "
-                                  f"manifest could not be recovered{lost}. Altered since release.")  # fmt: skip
+        state = (
+            "the manifest does not validate (" + (", ".join(m.failures) or "invalid") + ")"
+            if m.present and not mismatch
+            else "its manifest is not the one it was released with"
+            if mismatch
+            else "it carries no manifest"
+        )
+        return Conclusion(
+            made_by_generator=True,
+            altered=True,
+            summary=f"Watermarked by this generator's key (id {w.key_id}, false-positive "
+            f"probability {w.false_positive_probability:.1e}), but {state}, and the original "
+            f"manifest could not be recovered{lost}. Altered since release.",
+        )
     if m.present:
         codes = ", ".join(m.failures) or m.error or "invalid"
         if m.hash_binding == "broken" or not m.label:
-            return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=True,
-                              summary=f"Altered or corrupted after signing: the manifest does not validate ({codes}).")  # fmt: skip
-        return Conclusion(made_by_generator=None, generator=m.claim_generator, policy=m.policy, altered=None,
-                          summary=f"The manifest's signature cannot be validated ({codes}): who made the video "
-                                  "and whether it was altered cannot be confirmed.")  # fmt: skip
-    return Conclusion(made_by_generator=None, altered=None,
-                      summary="No provenance found: no C2PA manifest and no watermark of this generator. "
-                              "That does not show the video was not generated.")  # fmt: skip
+            return Conclusion(
+                made_by_generator=None,
+                generator=m.claim_generator,
+                policy=m.policy,
+                altered=True,
+                summary=f"Altered or corrupted after signing: the manifest does not validate ({codes}).",
+            )
+        return Conclusion(
+            made_by_generator=None,
+            generator=m.claim_generator,
+            policy=m.policy,
+            altered=None,
+            summary=f"The manifest's signature cannot be validated ({codes}): who made the video "
+            "and whether it was altered cannot be confirmed.",
+        )
+    return Conclusion(
+        made_by_generator=None,
+        altered=None,
+        summary="No provenance found: no C2PA manifest and no watermark of this generator. "
+        "That does not show the video was not generated.",
+    )
 
 
 def manifest_report(reading: ManifestReading) -> ManifestReport:
@@ -351,8 +406,12 @@ def manifest_report(reading: ManifestReading) -> ManifestReport:
     try:
         return _manifest_report(reading)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-        return ManifestReport(present=True, validation_state=reading.validation_state, failures=reading.failures,
-                              error=f"unreadable manifest: {type(exc).__name__}: {exc}")  # fmt: skip
+        return ManifestReport(
+            present=True,
+            validation_state=reading.validation_state,
+            failures=reading.failures,
+            error=f"unreadable manifest: {type(exc).__name__}: {exc}",
+        )
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -369,8 +428,9 @@ def _manifest_report(reading: ManifestReading) -> ManifestReport:
     successes = [s for s in active_results.get("success") or [] if isinstance(s, dict)]
     codes = [str(f.get("code")) for f in failures]
     hash_failed = any(c.startswith(HASH_CODES) for c in codes)
-    hash_matched = any(str(s.get("code")).startswith(HASH_CODES) and str(s.get("code")).endswith(".match")
-                       for s in successes)  # fmt: skip
+    hash_matched = any(
+        str(s.get("code")).startswith(HASH_CODES) and str(s.get("code")).endswith(".match") for s in successes
+    )
     report = ManifestReport(
         present=True,
         valid=reading.validation_state in ("Valid", "Trusted"),
@@ -378,16 +438,26 @@ def _manifest_report(reading: ManifestReading) -> ManifestReport:
         validation_state=reading.validation_state,
         hash_binding="broken" if hash_failed else "intact" if hash_matched else "unknown",
         failures=codes,
-        failure_details=[ValidationCode(code=c, explanation=_str(f.get("explanation"))) for c, f in zip(codes, failures, strict=True)],
-        timestamp_codes=[str(x.get("code")) for x in failures + successes if str(x.get("code")).startswith("timeStamp.")],
+        failure_details=[
+            ValidationCode(code=c, explanation=_str(f.get("explanation")))
+            for c, f in zip(codes, failures, strict=True)
+        ],
+        timestamp_codes=[
+            str(x.get("code")) for x in failures + successes if str(x.get("code")).startswith("timeStamp.")
+        ],
         error=reading.error,
-    )  # fmt: skip
+    )
     # c2pa-rs says Invalid when only the hash binding fails; the claim signature is still checked,
     # and reported on its own. Any other failure (here or in the ingredients) keeps it invalid.
     success_codes = {str(s.get("code")) for s in successes}
     deltas = reading.results.get("ingredientDeltas") or []
-    if (reading.validation_state == "Invalid" and codes and all(c.startswith(HASH_CODES) for c in codes)
-            and "claimSignature.validated" in success_codes and not deltas):  # fmt: skip
+    if (
+        reading.validation_state == "Invalid"
+        and codes
+        and all(c.startswith(HASH_CODES) for c in codes)
+        and "claimSignature.validated" in success_codes
+        and not deltas
+    ):
         report.valid = True
         report.trusted = "signingCredential.trusted" in success_codes
     active = _dict(reading.active)

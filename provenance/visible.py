@@ -34,7 +34,13 @@ class VisibleWatermark:
         margin = max(4, size // 2)
         x = margin if "left" in self._policy.position else width - (right - left) - margin
         y = margin if "top" in self._policy.position else height - (bottom - top) - margin
-        draw.text((x - left, y - top), text, font=font, fill=(255, 255, 255, 255),
-                  stroke_width=1, stroke_fill=(0, 0, 0, 255))  # fmt: skip
+        draw.text(
+            (x - left, y - top),
+            text,
+            font=font,
+            fill=(255, 255, 255, 255),
+            stroke_width=1,
+            stroke_fill=(0, 0, 0, 255),
+        )
         rgba = np.asarray(layer).astype(np.float32)
         return rgba[..., :3], rgba[..., 3:] / 255.0 * self._policy.opacity

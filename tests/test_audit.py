@@ -15,12 +15,31 @@ from audit.keys import authenticate, create_key, revoke_key
 
 def draft(i: int, status: str = "released", tenant: str = "default") -> RecordDraft:
     return RecordDraft(
-        generation_id=f"gen-{i}", prompt=f"prompt {i}", policy_name="p", policy_version="sha256:1",
-        model_id="m", model_version="1", status=status, output_sha256=f"{i:064x}", tenant=tenant,
-        watermark_payload=f"{i:012x}", manifest_label=f"urn:c2pa:{i}",
-        verdicts=[{"stage": "prompt", "classifier": "c", "classifier_version": "1", "category": "sexual",
-                   "score": 0.1 * (i % 10), "threshold": 0.5, "action": "allow", "calibrated": True, "detail": ""}],
-    )  # fmt: skip
+        generation_id=f"gen-{i}",
+        prompt=f"prompt {i}",
+        policy_name="p",
+        policy_version="sha256:1",
+        model_id="m",
+        model_version="1",
+        status=status,
+        output_sha256=f"{i:064x}",
+        tenant=tenant,
+        watermark_payload=f"{i:012x}",
+        manifest_label=f"urn:c2pa:{i}",
+        verdicts=[
+            {
+                "stage": "prompt",
+                "classifier": "c",
+                "classifier_version": "1",
+                "category": "sexual",
+                "score": 0.1 * (i % 10),
+                "threshold": 0.5,
+                "action": "allow",
+                "calibrated": True,
+                "detail": "",
+            }
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +188,14 @@ def test_a_rewritten_chain_differs_from_the_signed_checkpoint(url, checkpoint_ke
         values["row_hash"] = chain.record_hash(
             prev, values, [v.model_dump() for v in store.verdicts(record.seq)]
         )
-        _sql(url, "UPDATE generation_records SET prev_hash = :p, content_hash = :c, row_hash = :h WHERE seq = :s",
-             p=prev, c=values["content_hash"], h=values["row_hash"], s=record.seq)  # fmt: skip
+        _sql(
+            url,
+            "UPDATE generation_records SET prev_hash = :p, content_hash = :c, row_hash = :h WHERE seq = :s",
+            p=prev,
+            c=values["content_hash"],
+            h=values["row_hash"],
+            s=record.seq,
+        )
         prev = values["row_hash"]
     _sql(url, "UPDATE chain_head SET row_hash = :h", h=prev)
     assert content.prompt == "rewritten"

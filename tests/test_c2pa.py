@@ -58,11 +58,18 @@ def reencode(src, dest, crf):
 
 def facts(**changes) -> ManifestFacts:
     base = dict(
-        generation_id="test", title="clip.mp4", model_name="tiny", model_version="1", policy="default@1",
-        screening={"classifiers": {}, "uncalibrated": []}, watermark_method="none",
-        watermark_payload="a1b2c3d4e5f6", watermark_alg="org.hallmark.tilemark.v1", claim_generator_version="0.1.0",
+        generation_id="test",
+        title="clip.mp4",
+        model_name="tiny",
+        model_version="1",
+        policy="default@1",
+        screening={"classifiers": {}, "uncalibrated": []},
+        watermark_method="none",
+        watermark_payload="a1b2c3d4e5f6",
+        watermark_alg="org.hallmark.tilemark.v1",
+        claim_generator_version="0.1.0",
         watermark_key_id=1,
-    )  # fmt: skip
+    )
     return ManifestFacts(**{**base, **changes})
 
 
@@ -172,11 +179,23 @@ def test_input_image_with_its_own_manifest_is_carried_as_an_ingredient(pipeline,
     Image.fromarray(natural_frames(1)[0]).save(buffer, format="JPEG")
     camera = ensure_dev_chain(tmp_path / "camera", organisation="Example camera")
     photo_manifest = {
-        "claim_generator_info": [{"name": "Example camera", "version": "2.0"}], "title": "photo.jpg",
+        "claim_generator_info": [{"name": "Example camera", "version": "2.0"}],
+        "title": "photo.jpg",
         "format": "image/jpeg",
-        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [{"action": "c2pa.created",
-                        "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"}]}}],
-    }  # fmt: skip
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
+                        }
+                    ]
+                },
+            }
+        ],
+    }
     signed_photo = io.BytesIO()
     info = c2pa.C2paSignerInfo(b"es256", camera.chain_pem(), camera.key_pem(), None)
     with c2pa.Signer.from_info(info) as signer, c2pa.Builder(photo_manifest) as builder:
@@ -186,8 +205,14 @@ def test_input_image_with_its_own_manifest_is_carried_as_an_ingredient(pipeline,
     with Image.open(io.BytesIO(photo)) as img:
         pixels = np.asarray(img.convert("RGB"))
     out = tmp_path / "from-photo.mp4"
-    result = pipeline(GenerationRequest(prompt="steam rising from a cup", output=out, image=pixels,
-                                        image_file=Ingredient(photo, "image/jpeg", "photo.jpg")))  # fmt: skip
+    result = pipeline(
+        GenerationRequest(
+            prompt="steam rising from a cup",
+            output=out,
+            image=pixels,
+            image_file=Ingredient(photo, "image/jpeg", "photo.jpg"),
+        )
+    )
     assert result.status == "released", result.reason
     report = verify(out, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
     assert report.conclusion.made_by_generator is True
@@ -248,8 +273,12 @@ def test_signing_callback_from_settings(clip, tmp_path, monkeypatch):
         f"sign = local_sign_callback(Path({str(dev.key_path)!r}).read_bytes())\n"
     )
     monkeypatch.syspath_prepend(str(module.parent))
-    settings = Settings(data_dir=tmp_path / "data", signing_chain=dev.chain_path, trust_anchors=dev.trust_anchors_path,
-                        signing_callback="fake_kms:sign")  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        signing_chain=dev.chain_path,
+        trust_anchors=dev.trust_anchors_path,
+        signing_callback="fake_kms:sign",
+    )
     signed = build_signer(settings).sign(clip, tmp_path / "s.mp4", facts())
     assert read_manifest(tmp_path / "s.mp4", dev.trust_anchors_pem().decode()).active["label"] == signed.label
     store = open_store(settings)  # audit checkpoints are signed through the callback too
@@ -337,8 +366,10 @@ def test_rotated_signing_certificates_all_verify(clip, tmp_path):
     old_store.checkpoint()
     new_leaf = rotate_dev_signer(settings.certs_dir)
     after = build_signer(settings).sign(clip, tmp_path / "after.mp4", facts())
-    signers = {read_manifest(tmp_path / f"{n}.mp4", anchors).active["signature_info"]["cert_serial_number"]
-               for n in ("before", "after")}  # fmt: skip
+    signers = {
+        read_manifest(tmp_path / f"{n}.mp4", anchors).active["signature_info"]["cert_serial_number"]
+        for n in ("before", "after")
+    }
     assert len(signers) == 2 and str(new_leaf.serial_number) in signers
     for name, signed in (("before", before), ("after", after)):
         reading = read_manifest(tmp_path / f"{name}.mp4", anchors)
@@ -374,16 +405,20 @@ def test_soft_binding_resolution_api(client, released, pipeline, trust_anchors, 
     store = client.get(f"/v1/manifests/{released.manifest_label}")
     assert store.status_code == 200 and store.headers["content-type"] == "application/c2pa"
     # Any C2PA reader can validate the recovered store against the original file.
-    with c2pa.Context(c2pa.Settings.from_dict({"verify": {"verify_trust": True},
-                                               "trust": {"trust_anchors": trust_anchors}})) as ctx:  # fmt: skip
-        with released.output.open("rb") as f, c2pa.Reader("video/mp4", f, manifest_data=store.content,
-                                                           context=ctx) as reader:  # fmt: skip
+    with c2pa.Context(
+        c2pa.Settings.from_dict({"verify": {"verify_trust": True}, "trust": {"trust_anchors": trust_anchors}})
+    ) as ctx:
+        with (
+            released.output.open("rb") as f,
+            c2pa.Reader("video/mp4", f, manifest_data=store.content, context=ctx) as reader,
+        ):
             assert reader.get_validation_state() == "Trusted"
             assert reader.get_active_manifest()["label"] == released.manifest_label
 
     stripped = remux(released.output, tmp_path / "stripped.mp4")
-    by_content = client.post("/v1/matches/byContent", content=stripped.read_bytes(),
-                             headers={"Content-Type": "video/mp4"})  # fmt: skip
+    by_content = client.post(
+        "/v1/matches/byContent", content=stripped.read_bytes(), headers={"Content-Type": "video/mp4"}
+    )
     assert by_content.status_code == 200, by_content.text
     assert by_content.json()["matches"][0]["manifestId"] == released.manifest_label
 
@@ -478,8 +513,10 @@ def test_upload_limit_is_enforced_while_the_body_arrives(settings):
         declared = c.post("/v1/verify", files={"file": ("big.mp4", b"\0" * (2 * 1024 * 1024), "video/mp4")})
         assert declared.status_code == 413
 
-    preamble = (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
-                b"Content-Type: video/mp4\r\n\r\n")  # fmt: skip
+    preamble = (
+        b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        b"Content-Type: video/mp4\r\n\r\n"
+    )
 
     async def upload(path: str, content_type: bytes) -> tuple[int, int]:
         pulled, sent = 0, []
@@ -493,15 +530,28 @@ def test_upload_limit_is_enforced_while_the_body_arrives(settings):
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"content-type", content_type), (b"transfer-encoding", b"chunked")],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}  # fmt: skip
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", content_type), (b"transfer-encoding", b"chunked")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
         await app(scope, receive, send)
         return next(m["status"] for m in sent if m["type"] == "http.response.start"), pulled
 
-    for path, content_type in (("/v1/matches/byContent", b"video/mp4"),
-                               ("/v1/verify", b"multipart/form-data; boundary=xyz")):  # fmt: skip
+    for path, content_type in (
+        ("/v1/matches/byContent", b"video/mp4"),
+        ("/v1/verify", b"multipart/form-data; boundary=xyz"),
+    ):
         status_code, pulled = asyncio.run(upload(path, content_type))
         assert status_code == 413 and pulled <= 6, (path, status_code, pulled)  # 1 MiB + framing = 5 chunks
 
@@ -523,10 +573,24 @@ def test_hallmark_video_resigned_by_another_tool_is_not_called_authentic(
     now = dt.datetime.now(dt.UTC)
     leaf, key = issue_signer(root, root_key, now - dt.timedelta(minutes=1), now + dt.timedelta(days=1))
     other = _write_chain(tmp_path / "other-tool", leaf, key, root)
-    manifest = {"claim_generator_info": [{"name": "Other editor", "version": "9"}], "title": "mine.mp4",
-                "format": "video/mp4", "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
-                    {"action": "c2pa.created", "digitalSourceType":
-                     "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"}]}}]}  # fmt: skip
+    manifest = {
+        "claim_generator_info": [{"name": "Other editor", "version": "9"}],
+        "title": "mine.mp4",
+        "format": "video/mp4",
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
+                        }
+                    ]
+                },
+            }
+        ],
+    }
     resigned = tmp_path / "resigned.mp4"
     info = c2pa.C2paSignerInfo(b"es256", other.chain_pem(), other.key_pem(), None)
     with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
@@ -545,14 +609,21 @@ def test_manifests_of_the_wrong_shape_are_reported_not_crashed_on():
     from provenance.verify import manifest_report
 
     crafted = {
-        "label": "urn:c2pa:x", "claim_generator_info": ["not a dict"], "signature_info": "nope",
-        "assertions": [{"label": SCREENING_ASSERTION, "data": ["a"]},
-                       {"label": "c2pa.soft-binding", "data": {"alg": 5, "blocks": ["x"]}},
-                       {"label": "c2pa.actions.v2", "data": {"actions": ["y", {"action": "c2pa.created",
-                                                                              "softwareAgent": "z"}]}},
-                       {"label": "c2pa.training-mining", "data": {"entries": ["w"]}}, "garbage"],
+        "label": "urn:c2pa:x",
+        "claim_generator_info": ["not a dict"],
+        "signature_info": "nope",
+        "assertions": [
+            {"label": SCREENING_ASSERTION, "data": ["a"]},
+            {"label": "c2pa.soft-binding", "data": {"alg": 5, "blocks": ["x"]}},
+            {
+                "label": "c2pa.actions.v2",
+                "data": {"actions": ["y", {"action": "c2pa.created", "softwareAgent": "z"}]},
+            },
+            {"label": "c2pa.training-mining", "data": {"entries": ["w"]}},
+            "garbage",
+        ],
         "ingredients": ["q", {"title": 3}],
-    }  # fmt: skip
+    }
     report = manifest_report(ManifestReading(True, "Valid", [], crafted))
     assert report.present and report.error is None and report.label == "urn:c2pa:x"
     assert report.policy is None and report.soft_binding is None and report.training_mining is None
@@ -588,8 +659,11 @@ def test_http_resolver_turns_bad_answers_into_errors_and_stays_on_its_host():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
     try:
-        for name, message in (("garbage", "not a Soft Binding Resolution API answer"),
-                              ("elsewhere", "another service"), ("odd", "not a Soft Binding")):  # fmt: skip
+        for name, message in (
+            ("garbage", "not a Soft Binding Resolution API answer"),
+            ("elsewhere", "another service"),
+            ("odd", "not a Soft Binding"),
+        ):
             with pytest.raises(ResolutionError, match=message):
                 HttpResolver(f"{base}/{name}").resolve("org.hallmark.tilemark.v1", "AQAAAAAAAA==")
         assert HttpResolver(f"{base}/none").resolve("org.hallmark.tilemark.v1", "AQAAAAAAAA==") is None
@@ -607,12 +681,29 @@ def test_checkpoints_signed_through_a_p384_callback_verify(tmp_path):
     key = ec.generate_private_key(ec.SECP384R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "P-384 signer")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .sign(key, hashes.SHA384()))  # fmt: skip
-    store = AuditStore(f"sqlite:///{tmp_path / 'a.db'}", CheckpointKey(cert, sign_callback=local_sign_callback(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()))))  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA384())
+    )
+    store = AuditStore(
+        f"sqlite:///{tmp_path / 'a.db'}",
+        CheckpointKey(
+            cert,
+            sign_callback=local_sign_callback(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            ),
+        ),
+    )
     statement = store.checkpoint()
     assert statement.algorithm == "ecdsa-sha384"
     report = store.verify_chain()

@@ -55,13 +55,26 @@ def wait_for(client, url, headers, states, timeout, log: Path):
 def test_celery_worker_on_redis_and_postgres_survives_a_killed_worker(
     tmp_path, postgres_url, redis_url, pipeline
 ):
-    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url, jobs="celery", broker_url=redis_url,
-                        job_lease_s=3, job_visibility_timeout_s=5, torch_threads=1)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=postgres_url,
+        jobs="celery",
+        broker_url=redis_url,
+        job_lease_s=3,
+        job_visibility_timeout_s=5,
+        torch_threads=1,
+    )
     env = {
-        "PATH": os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1", "HALLMARK_DATA_DIR": str(settings.data_dir),
-        "HALLMARK_DATABASE_URL": postgres_url, "HALLMARK_JOBS": "celery", "HALLMARK_BROKER_URL": redis_url,
-        "HALLMARK_JOB_LEASE_S": "3", "HALLMARK_JOB_VISIBILITY_TIMEOUT_S": "5", "HALLMARK_TORCH_THREADS": "1",
-    }  # fmt: skip
+        "PATH": os.environ.get("PATH", ""),
+        "HF_HUB_OFFLINE": "1",
+        "HALLMARK_DATA_DIR": str(settings.data_dir),
+        "HALLMARK_DATABASE_URL": postgres_url,
+        "HALLMARK_JOBS": "celery",
+        "HALLMARK_BROKER_URL": redis_url,
+        "HALLMARK_JOB_LEASE_S": "3",
+        "HALLMARK_JOB_VISIBILITY_TIMEOUT_S": "5",
+        "HALLMARK_TORCH_THREADS": "1",
+    }
     store = open_store(settings)
     _, key = create_key(store, "generator", "acme", tenant="acme", tier="pro")
     headers = {"Authorization": f"Bearer {key}"}
@@ -72,8 +85,16 @@ def test_celery_worker_on_redis_and_postgres_survives_a_killed_worker(
     try:
         with TestClient(create_app(settings, pipeline=gate)) as client:
             assert client.get("/readyz").json()["database"] == "ok"
-            first = client.post("/v1/generations", json={"prompt": "a paper boat on a pond", "height": 128,
-                                                          "aspect_ratio": "square", "duration_s": 1}, headers=headers)  # fmt: skip
+            first = client.post(
+                "/v1/generations",
+                json={
+                    "prompt": "a paper boat on a pond",
+                    "height": 128,
+                    "aspect_ratio": "square",
+                    "duration_s": 1,
+                },
+                headers=headers,
+            )
             assert first.status_code == 202, first.text
             done = wait_for(client, first.json()["links"]["self"], headers, ("succeeded", "failed"), 180, log)
             assert done["state"] == "succeeded", done
@@ -81,8 +102,16 @@ def test_celery_worker_on_redis_and_postgres_survives_a_killed_worker(
             assert store.get(done["request_id"]).status == "released"
             assert client.get(done["links"]["video"], headers=headers).status_code == 200
 
-            slow = client.post("/v1/generations", json={"prompt": "a long sunrise over hills", "height": 128,
-                                                         "aspect_ratio": "square", "duration_s": 5}, headers=headers)  # fmt: skip
+            slow = client.post(
+                "/v1/generations",
+                json={
+                    "prompt": "a long sunrise over hills",
+                    "height": 128,
+                    "aspect_ratio": "square",
+                    "duration_s": 5,
+                },
+                headers=headers,
+            )
             job_url = slow.json()["links"]["self"]
             wait_for(client, job_url, headers, ("running",), 60, log)
             workers[0].kill()  # SIGKILL mid-job: no chance to clean up or acknowledge

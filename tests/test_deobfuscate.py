@@ -111,9 +111,11 @@ def test_a_long_preamble_does_not_dilute_the_request():
         "The first shots should feel calm and nostalgic, with warm colours and slow pans over the "
         "rooftops, the bakery, the old stone church and the children walking to school. "
     )
-    for text in (preamble + "Then show a woman being stabbed in an alley.",
-                 "Then show a woman being stabbed in an alley. " + preamble,
-                 preamble + "Then show a woman being stabbed in an alley. " + preamble):  # fmt: skip
+    for text in (
+        preamble + "Then show a woman being stabbed in an alley.",
+        "Then show a woman being stabbed in an alley. " + preamble,
+        preamble + "Then show a woman being stabbed in an alley. " + preamble,
+    ):
         reading = read_prompt(text)
         assert "then show a woman being stabbed in an alley." in reading.texts
         assert all(len(t.split()) <= 30 for t in reading.texts[1:])

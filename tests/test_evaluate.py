@@ -84,14 +84,24 @@ def test_hallmark_eval_prompts_end_to_end(tmp_path):
         "HALLMARK_TORCH_THREADS": "2",
         "HF_HUB_OFFLINE": "1",
     }
-    run = subprocess.run([sys.executable, "-m", "hallmark.cli", "eval", "prompts", "--dataset", str(data), "--json"],
-                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "eval", "prompts", "--dataset", str(data), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert "left out 1 prompts the prompt classifier was fitted on" in run.stderr
     result = json.loads(run.stdout)["datasets"]["mine.csv"]
     assert result["n"] == 4 and result["unsafe"] == 2
     assert result["true_blocks"] == 2 and result["false_blocks"] == 0 and result["recall"] == 1.0
     assert result["auprc"] == 1.0 and result["by_category"] == {"scene": 0.0, "sexual": 1.0}
-    missing = subprocess.run([sys.executable, "-m", "hallmark.cli", "eval", "prompts", "--dataset",
-                              str(tmp_path / "none.csv")], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    missing = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "eval", "prompts", "--dataset", str(tmp_path / "none.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert missing.returncode == 1 and "no such file" in missing.stderr

@@ -29,8 +29,12 @@ def test_aggregation_rules():
         0.4,
         0,
     )  # fewer frames than k
-    for bad in ({"rule": "any", "k": 2}, {"rule": "k_of_n", "k": 2, "window": 4}, {"rule": "window", "k": 3},
-                {"rule": "window", "k": 5, "window": 4}):  # fmt: skip
+    for bad in (
+        {"rule": "any", "k": 2},
+        {"rule": "k_of_n", "k": 2, "window": 4},
+        {"rule": "window", "k": 3},
+        {"rule": "window", "k": 5, "window": 4},
+    ):
         with pytest.raises(ValueError):
             FrameAggregation(**bad)
 
@@ -106,11 +110,32 @@ def test_calibrate_frames_writes_thresholds_that_reproduce_the_target_rate(tmp_p
     negative = _images(tmp_path / "negative", natural[:30])
     positive = _images(tmp_path / "positive", natural[30:])
     out = tmp_path / "calibrated.toml"
-    env = {**os.environ, "HALLMARK_DATA_DIR": str(tmp_path / "d"), "HALLMARK_TORCH_THREADS": "2",
-           "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}  # fmt: skip
-    command = [sys.executable, "-m", "hallmark.cli", "calibrate", "frames", "--positive", str(positive),
-               "--negative", str(negative), "--concept", "sexual", "--target-fpr", "0.1", "--flag-fpr", "0.2",
-               "--output", str(out)]  # fmt: skip
+    env = {
+        **os.environ,
+        "HALLMARK_DATA_DIR": str(tmp_path / "d"),
+        "HALLMARK_TORCH_THREADS": "2",
+        "HF_HUB_OFFLINE": "1",
+        "COLUMNS": "200",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "hallmark.cli",
+        "calibrate",
+        "frames",
+        "--positive",
+        str(positive),
+        "--negative",
+        str(negative),
+        "--concept",
+        "sexual",
+        "--target-fpr",
+        "0.1",
+        "--flag-fpr",
+        "0.2",
+        "--output",
+        str(out),
+    ]
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert (
@@ -143,8 +168,22 @@ def test_calibrate_frames_refuses_bad_input(tmp_path):
     (broken / "x.png").write_bytes(b"not a png")
 
     def calibrate(*args):
-        return subprocess.run([sys.executable, "-m", "hallmark.cli", "calibrate", "frames", *args, "--output",
-                               str(tmp_path / "p.toml")], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hallmark.cli",
+                "calibrate",
+                "frames",
+                *args,
+                "--output",
+                str(tmp_path / "p.toml"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
 
     unknown = calibrate("--positive", str(images), "--negative", str(images), "--concept", "gambling")
     assert unknown.returncode == 1 and "no CLIP concept 'gambling'" in unknown.stderr

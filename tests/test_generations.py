@@ -43,10 +43,24 @@ def service(settings, pipeline):
 
 def queued_job(jobs: JobStore, user: str, prompt: str, seed: int):
     """A tiny job queued straight in the database, for tests that play the worker themselves."""
-    params = {"width": 128, "height": 128, "num_frames": 8, "fps": 8, "steps": 4, "seed": seed,
-              "visible_watermark": True}  # fmt: skip
-    draft = JobDraft(tenant="acme", user=user, key_id=None, tier="free", params=params, prompt=prompt,
-                     request_sha256=str(seed))  # fmt: skip
+    params = {
+        "width": 128,
+        "height": 128,
+        "num_frames": 8,
+        "fps": 8,
+        "steps": 4,
+        "seed": seed,
+        "visible_watermark": True,
+    }
+    draft = JobDraft(
+        tenant="acme",
+        user=user,
+        key_id=None,
+        tier="free",
+        params=params,
+        prompt=prompt,
+        request_sha256=str(seed),
+    )
     return jobs.create(draft, Limits(10, 10))[0]
 
 
@@ -62,8 +76,11 @@ def wait_for(client, url, headers, states=("succeeded", "failed", "cancelled"), 
 
 def test_a_generation_from_request_to_signed_video(service, pipeline, trust_anchors):
     client, keys, store = service
-    r = client.post("/v1/generations", json={"prompt": "a paper boat drifting on a pond", "user": "u-happy", **SMALL},
-                    headers=keys["free"])  # fmt: skip
+    r = client.post(
+        "/v1/generations",
+        json={"prompt": "a paper boat drifting on a pond", "user": "u-happy", **SMALL},
+        headers=keys["free"],
+    )
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["state"] in ("queued", "running") and job["tier"] == "free" and job["user"] == "u-happy"
@@ -122,8 +139,11 @@ def test_roles_and_tenants(service):
     assert (
         client.post("/v1/generations", json={"prompt": "a boat"}, headers=keys["reviewer"]).status_code == 403
     )
-    r = client.post("/v1/generations", json={"prompt": "a lighthouse at dusk", "user": "u-roles", **SMALL},
-                    headers=keys["free"])  # fmt: skip
+    r = client.post(
+        "/v1/generations",
+        json={"prompt": "a lighthouse at dusk", "user": "u-roles", **SMALL},
+        headers=keys["free"],
+    )
     job = r.json()
     assert client.get(job["links"]["self"], headers=keys["other"]).status_code == 404, "another tenant's job"
     assert client.get(job["links"]["self"], headers=keys["pro"]).status_code == 200, "same tenant, other key"
@@ -154,8 +174,9 @@ def test_concurrency_and_monthly_quotas_answer_429(service, settings, pipeline, 
 
     jobs = JobStore(store)
     limits = Limits(per_month=2, concurrent=5)
-    draft = JobDraft(tenant="acme", user="u-month", key_id=None, tier="free", params={}, prompt="x",
-                     request_sha256="0")  # fmt: skip
+    draft = JobDraft(
+        tenant="acme", user="u-month", key_id=None, tier="free", params={}, prompt="x", request_sha256="0"
+    )
     now = dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.UTC)
     jobs.create(draft, limits, now=now)
     jobs.create(draft, limits, now=now)
@@ -197,8 +218,13 @@ def test_monthly_quota_over_http_says_when_it_resets(settings, pipeline, tmp_pat
 
 def test_cancelling_a_queued_and_a_running_job(service):
     client, keys, store = service
-    slow = {"prompt": "a slow sunrise over hills", "user": "u-cancel", "height": 128, "aspect_ratio": "square",
-            "duration_s": 2}  # fmt: skip
+    slow = {
+        "prompt": "a slow sunrise over hills",
+        "user": "u-cancel",
+        "height": 128,
+        "aspect_ratio": "square",
+        "duration_s": 2,
+    }
     running = client.post("/v1/generations", json=slow, headers=keys["free"]).json()
     queued = client.post(
         "/v1/generations", json={**slow, "prompt": "a second sunrise"}, headers=keys["free"]
@@ -271,8 +297,12 @@ def test_an_input_image_is_checked_and_carried(service):
     client, keys, store = service
     buffer = io.BytesIO()
     Image.fromarray(natural_frames(1, (128, 128))[0]).save(buffer, format="PNG")
-    body = {"prompt": "steam rising from a cup", "user": "u-image", **SMALL,
-            "image": base64.b64encode(buffer.getvalue()).decode()}  # fmt: skip
+    body = {
+        "prompt": "steam rising from a cup",
+        "user": "u-image",
+        **SMALL,
+        "image": base64.b64encode(buffer.getvalue()).decode(),
+    }
     r = client.post("/v1/generations", json=body, headers=keys["free"])
     assert r.status_code == 202, r.text
     done = wait_for(client, r.json()["links"]["self"], keys["free"])

@@ -51,8 +51,12 @@ def test_configured_signing_chain_replaces_the_dev_chain(tmp_path, released):
     from provenance.manifest import ManifestFacts
 
     org = ensure_dev_chain(tmp_path / "org-ca", organisation="Example Org")
-    settings = Settings(data_dir=tmp_path / "data", signing_chain=org.chain_path, signing_key=org.key_path,
-                        trust_anchors=org.trust_anchors_path)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        signing_chain=org.chain_path,
+        signing_key=org.key_path,
+        trust_anchors=org.trust_anchors_path,
+    )
     material = signing_material(settings)
     assert material.chain_path == org.chain_path and not (tmp_path / "data" / "certs").exists()
     signer = ManifestSigner(material)
@@ -62,10 +66,17 @@ def test_configured_signing_chain_replaces_the_dev_chain(tmp_path, released):
 
     encode_mp4(decode_frames(released.output), unsigned)
     facts = ManifestFacts(
-        generation_id="g", title="t.mp4", model_name="m", model_version="1", policy="p@v",
-        screening={}, watermark_method="w", watermark_payload="00" * 6, watermark_alg="org.example.w",
+        generation_id="g",
+        title="t.mp4",
+        model_name="m",
+        model_version="1",
+        policy="p@v",
+        screening={},
+        watermark_method="w",
+        watermark_payload="00" * 6,
+        watermark_alg="org.example.w",
         claim_generator_version="0",
-    )  # fmt: skip
+    )
     signer.sign(unsigned, tmp_path / "signed.mp4", facts)
     assert read_manifest(tmp_path / "signed.mp4", trust_anchors_pem(settings)).validation_state == "Trusted"
     with pytest.raises(ValueError, match="set HALLMARK_SIGNING_CHAIN with HALLMARK_SIGNING_KEY"):

@@ -23,10 +23,16 @@ def test_normalise_folds_leetspeak_confusables_and_invisible_characters():
 
 
 def test_blocklist_matches_obfuscated_terms_as_whole_words():
-    classifier = BlocklistClassifier({"sexual": BlocklistRule(terms=["porn", "nsfw"]),
-                                      "review": BlocklistRule(action="flag", terms=["brand x"])})  # fmt: skip
-    hits = {p: {v.category: v.action for v in classifier.classify(p)}
-            for p in ("some p0rn please", "NSFW clip", "a cornfield at dawn", "porno", "a Brand  X ad")}  # fmt: skip
+    classifier = BlocklistClassifier(
+        {
+            "sexual": BlocklistRule(terms=["porn", "nsfw"]),
+            "review": BlocklistRule(action="flag", terms=["brand x"]),
+        }
+    )
+    hits = {
+        p: {v.category: v.action for v in classifier.classify(p)}
+        for p in ("some p0rn please", "NSFW clip", "a cornfield at dawn", "porno", "a Brand  X ad")
+    }
     assert hits["some p0rn please"]["sexual"] is Action.block
     assert hits["NSFW clip"]["sexual"] is Action.block
     assert hits["a cornfield at dawn"]["sexual"] is Action.allow
@@ -50,11 +56,15 @@ def test_profanity_classifier_scores_real_model():
 def test_semantic_classifier_ranks_explicit_prompt_above_benign(pipeline):
     model = next(c for c in pipeline.prompt_classifiers if isinstance(c, PromptModel))
     categories = {
-        "sexual": SemanticCategory(thresholds=Thresholds(flag=0.40, block=0.48),
-                                   exemplars=["a naked woman", "explicit pornographic scene"]),
-        "violence": SemanticCategory(thresholds=Thresholds(flag=0.42, block=0.50),
-                                     exemplars=["a man being stabbed with blood spraying", "graphic gore"]),
-    }  # fmt: skip
+        "sexual": SemanticCategory(
+            thresholds=Thresholds(flag=0.40, block=0.48),
+            exemplars=["a naked woman", "explicit pornographic scene"],
+        ),
+        "violence": SemanticCategory(
+            thresholds=Thresholds(flag=0.42, block=0.50),
+            exemplars=["a man being stabbed with blood spraying", "graphic gore"],
+        ),
+    }
     semantic = SemanticClassifier(model.encoder, categories)
     explicit = {v.category: v for v in semantic.classify("a naked woman posing on a bed")}
     benign = {v.category: v for v in semantic.classify("a paper boat drifting on a pond")}

@@ -65,8 +65,9 @@ def test_thresholds_decide_action_and_threshold():
 def test_policy_check_cli_reports_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('schema_version = 1\nname = "x"\n')
-    run = subprocess.run([sys.executable, "-m", "hallmark.cli", "policy", "check", str(bad)],
-                         capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "policy", "check", str(bad)], capture_output=True, text=True
+    )
     assert run.returncode == 1
     assert "bad.toml" in run.stderr and "field 'prompt'" in run.stderr and "Field required" in run.stderr
     good = subprocess.run(

@@ -23,24 +23,54 @@ def _drafts() -> list[RecordDraft]:
     for i in range(48):
         status = "blocked" if i % 4 == 0 else ("error" if i % 11 == 5 else "released")
         prompt_score, frame_score = (i * 7 % 100) / 100, (i * 13 % 100) / 100
-        verdicts = [{"stage": "prompt", "classifier": "blocklist", "classifier_version": "1", "category": "sexual",
-                     "score": prompt_score, "threshold": 0.5, "action": "block" if status == "blocked" else "allow",
-                     "calibrated": True, "detail": ""}]  # fmt: skip
+        verdicts = [
+            {
+                "stage": "prompt",
+                "classifier": "blocklist",
+                "classifier_version": "1",
+                "category": "sexual",
+                "score": prompt_score,
+                "threshold": 0.5,
+                "action": "block" if status == "blocked" else "allow",
+                "calibrated": True,
+                "detail": "",
+            }
+        ]
         if status == "released":
-            verdicts.append({"stage": "frames", "classifier": "clip", "classifier_version": "2", "category": "violence",
-                             "score": frame_score, "threshold": 0.9, "action": "flag" if i % 6 == 1 else "allow",
-                             "calibrated": True, "detail": ""})  # fmt: skip
+            verdicts.append(
+                {
+                    "stage": "frames",
+                    "classifier": "clip",
+                    "classifier_version": "2",
+                    "category": "violence",
+                    "score": frame_score,
+                    "threshold": 0.9,
+                    "action": "flag" if i % 6 == 1 else "allow",
+                    "calibrated": True,
+                    "detail": "",
+                }
+            )
         released = status == "released"
-        drafts.append(RecordDraft(
-            generation_id=f"gen-{i:02d}", prompt="a red fox in deep snow" if i % 8 == 0 else f"scene {i} of a paper boat",
-            policy_name="default", policy_version="v1" if i < 24 else "v2", model_id="tiny" if i % 2 else "big",
-            model_version="1", status=status, verdicts=verdicts, tenant=TENANTS[i % 3], user=f"u{i % 5}",
-            flagged=released and i % 6 == 1, blocked_stage="prompt" if status == "blocked" else None,
-            reason="blocked by blocklist" if status == "blocked" else None,
-            output_sha256=hashlib.sha256(f"file {i}".encode()).hexdigest() if released else None,
-            watermark_payload=f"{i:012x}" if released else None,
-            manifest_label=f"urn:c2pa:{i:04d}" if released else None,
-        ))  # fmt: skip
+        drafts.append(
+            RecordDraft(
+                generation_id=f"gen-{i:02d}",
+                prompt="a red fox in deep snow" if i % 8 == 0 else f"scene {i} of a paper boat",
+                policy_name="default",
+                policy_version="v1" if i < 24 else "v2",
+                model_id="tiny" if i % 2 else "big",
+                model_version="1",
+                status=status,
+                verdicts=verdicts,
+                tenant=TENANTS[i % 3],
+                user=f"u{i % 5}",
+                flagged=released and i % 6 == 1,
+                blocked_stage="prompt" if status == "blocked" else None,
+                reason="blocked by blocklist" if status == "blocked" else None,
+                output_sha256=hashlib.sha256(f"file {i}".encode()).hexdigest() if released else None,
+                watermark_payload=f"{i:012x}" if released else None,
+                manifest_label=f"urn:c2pa:{i:04d}" if released else None,
+            )
+        )
     return drafts
 
 
@@ -74,8 +104,11 @@ def review(request, tmp_path):
     store = open_store(settings)
     drafts = _drafts()
     store.record_many(drafts)
-    keys = [create_key(store, "reviewer", "rita")[1], create_key(store, "admin", "ada")[1],
-            create_key(store, "generator", "acme-app", tenant="acme")[1]]  # fmt: skip
+    keys = [
+        create_key(store, "reviewer", "rita")[1],
+        create_key(store, "admin", "ada")[1],
+        create_key(store, "generator", "acme-app", tenant="acme")[1],
+    ]
     with TestClient(create_app(settings)) as client:
         yield Review(client, store, drafts, *({"Authorization": f"Bearer {k}"} for k in keys))
     store.dispose()
@@ -104,8 +137,11 @@ def test_no_key_wrong_key_and_roles(review):
     )
     stats = c.get("/v1/audit/stats", headers=review.acme).json()
     assert stats["total"] == sum(d.tenant == "acme" for d in review.drafts)
-    for method, path in (("get", "/v1/audit/queue"), ("get", "/v1/audit/export"),
-                         ("post", "/v1/audit/records/gen-03/decisions")):  # fmt: skip
+    for method, path in (
+        ("get", "/v1/audit/queue"),
+        ("get", "/v1/audit/export"),
+        ("post", "/v1/audit/records/gen-03/decisions"),
+    ):
         r = c.request(method, path, headers=review.acme, json={"decision": "confirm", "reason": "x"})
         assert r.status_code == 403 and "generator key" in r.json()["detail"]
 
@@ -116,8 +152,14 @@ def test_no_key_wrong_key_and_roles(review):
         ).status_code
         == 403
     )
-    assert c.post("/v1/audit/records/gen-03/decisions", json={"decision": "confirm", "reason": "ok"},
-                  headers=review.admin).status_code == 201  # fmt: skip
+    assert (
+        c.post(
+            "/v1/audit/records/gen-03/decisions",
+            json={"decision": "confirm", "reason": "ok"},
+            headers=review.admin,
+        ).status_code
+        == 201
+    )
 
     # A revoked key stops working at once.
     key_id = review.reviewer["Authorization"].split("_")[1]
@@ -134,14 +176,18 @@ FILTERS = [
     ({"blocked_stage": "prompt"}, lambda d: d.blocked_stage == "prompt"),
     ({"policy_version": "v2"}, lambda d: d.policy_version == "v2"),
     ({"classifier": "clip"}, lambda d: any(v["classifier"] == "clip" for v in d.verdicts)),
-    ({"stage": "frames", "min_score": 0.5},
-     lambda d: any(v["stage"] == "frames" and v["score"] >= 0.5 for v in d.verdicts)),
-    ({"category": "sexual", "min_score": 0.7},
-     lambda d: any(v["category"] == "sexual" and v["score"] >= 0.7 for v in d.verdicts)),
+    (
+        {"stage": "frames", "min_score": 0.5},
+        lambda d: any(v["stage"] == "frames" and v["score"] >= 0.5 for v in d.verdicts),
+    ),
+    (
+        {"category": "sexual", "min_score": 0.7},
+        lambda d: any(v["category"] == "sexual" and v["score"] >= 0.7 for v in d.verdicts),
+    ),
     ({"min_score": 0.9}, lambda d: max(v["score"] for v in d.verdicts) >= 0.9),
     ({"q": "RED FOX"}, lambda d: "red fox" in d.prompt),
     ({"q": "100%_"}, lambda d: False),  # LIKE wildcards are taken literally
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("params,keep", FILTERS, ids=[json.dumps(f[0]) for f in FILTERS])
@@ -156,8 +202,12 @@ def test_time_range_reviewed_and_decision_filters(review):
     window = review.ids(since=first, until=last)
     assert window == [f"gen-{i:02d}" for i in range(19, 9, -1)]
     for gid, decision in (("gen-04", "confirm"), ("gen-08", "escalate"), ("gen-04", "overturn")):
-        assert c.post(f"/v1/audit/records/{gid}/decisions", json={"decision": decision, "reason": "r"},
-                      headers=h).status_code == 201  # fmt: skip
+        assert (
+            c.post(
+                f"/v1/audit/records/{gid}/decisions", json={"decision": decision, "reason": "r"}, headers=h
+            ).status_code
+            == 201
+        )
     assert review.ids(reviewed="true") == ["gen-08", "gen-04"]
     assert len(review.ids(reviewed="false")) == 46
     assert review.ids(decision="overturn") == ["gen-04"]  # the latest decision counts
@@ -194,9 +244,15 @@ def test_bad_input_gets_a_4xx_naming_the_field(review):
         detail = r.json()["detail"]
         return detail if isinstance(detail, str) else [e["loc"][-1] for e in detail]
 
-    for params, field in (({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"status": "done"}, "status"),
-                          ({"since": "yesterday"}, "since"), ({"min_score": -1}, "min_score"),
-                          ({"sort": "size"}, "sort"), ({"colour": "red"}, "colour")):  # fmt: skip
+    for params, field in (
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"status": "done"}, "status"),
+        ({"since": "yesterday"}, "since"),
+        ({"min_score": -1}, "min_score"),
+        ({"sort": "size"}, "sort"),
+        ({"colour": "red"}, "colour"),
+    ):
         r = c.get("/v1/audit/records", params=params, headers=h)
         assert r.status_code == 422 and field in field_of(r), (params, r.text)
     bad = c.get("/v1/audit/records", params={"cursor": "garbage"}, headers=h)
@@ -212,13 +268,20 @@ def test_bad_input_gets_a_4xx_naming_the_field(review):
     assert r.status_code == 422 and "territory" in r.json()["detail"]
 
     head = review.store.head().seq
-    for body, field in (({"decision": "approve", "reason": "x"}, "decision"), ({"decision": "confirm"}, "reason"),
-                        ({"decision": "confirm", "reason": ""}, "reason"),
-                        ({"decision": "confirm", "reason": "x", "extra": 1}, "extra")):  # fmt: skip
+    for body, field in (
+        ({"decision": "approve", "reason": "x"}, "decision"),
+        ({"decision": "confirm"}, "reason"),
+        ({"decision": "confirm", "reason": ""}, "reason"),
+        ({"decision": "confirm", "reason": "x", "extra": 1}, "extra"),
+    ):
         r = c.post("/v1/audit/records/gen-04/decisions", json=body, headers=h)
         assert r.status_code == 422 and field in field_of(r), (body, r.text)
-    assert c.post("/v1/audit/records/gen-99/decisions", json={"decision": "confirm", "reason": "x"},
-                  headers=h).status_code == 404  # fmt: skip
+    assert (
+        c.post(
+            "/v1/audit/records/gen-99/decisions", json={"decision": "confirm", "reason": "x"}, headers=h
+        ).status_code
+        == 404
+    )
     assert review.store.head().seq == head  # nothing partial was written
     assert c.get("/v1/audit/records/gen-99", headers=h).status_code == 404
 
@@ -229,11 +292,15 @@ def test_record_detail_and_lookups(review):
     body = c.get(f"/v1/audit/records/{d.generation_id}", headers=h).json()
     assert body["prompt"] == d.prompt and body["tenant"] == d.tenant and body["status"] == "released"
     assert [(v["classifier"], v["score"], v["threshold"], v["action"]) for v in body["verdicts"]] == [
-        (v["classifier"], round(v["score"], 6), v["threshold"], v["action"]) for v in d.verdicts]  # fmt: skip
+        (v["classifier"], round(v["score"], 6), v["threshold"], v["action"]) for v in d.verdicts
+    ]
     assert body["policy"] == {"name": "default", "version": "v1"} and body["decisions"] == []
     assert body["links"]["video"].endswith(f"/v1/audit/records/{d.generation_id}/video")
-    for params in ({"sha256": d.output_sha256.upper()}, {"watermark": d.watermark_payload},
-                   {"manifest": d.manifest_label}):  # fmt: skip
+    for params in (
+        {"sha256": d.output_sha256.upper()},
+        {"watermark": d.watermark_payload},
+        {"manifest": d.manifest_label},
+    ):
         r = c.get("/v1/audit/lookup", params=params, headers=h)
         assert r.status_code == 200 and r.json()["generation_id"] == d.generation_id, params
     assert c.get("/v1/audit/lookup", params={"watermark": "abcdef"}, headers=h).status_code == 404
@@ -316,9 +383,22 @@ def test_exports_stream_jsonl_csv_and_dsa_statements(review):
     statements = [json.loads(line) for line in r.text.splitlines()]
     blocked = [d for d in review.drafts if d.status == "blocked"]
     assert [s["puid"] for s in statements] == [d.generation_id for d in blocked]
-    required = {"decision_visibility", "decision_ground", "content_type", "category", "territorial_scope",
-                "content_date", "application_date", "decision_facts", "source_type", "automated_detection",
-                "automated_decision", "puid", "incompatible_content_ground", "incompatible_content_explanation"}  # fmt: skip
+    required = {
+        "decision_visibility",
+        "decision_ground",
+        "content_type",
+        "category",
+        "territorial_scope",
+        "content_date",
+        "application_date",
+        "decision_facts",
+        "source_type",
+        "automated_detection",
+        "automated_decision",
+        "puid",
+        "incompatible_content_ground",
+        "incompatible_content_explanation",
+    }
     for s in statements:
         assert required <= s.keys()
         assert (
@@ -355,9 +435,17 @@ def test_redaction_through_the_api(review):
 
 def test_openapi_documents_the_review_api_and_the_page_is_served(review):
     spec = review.client.get("/openapi.json").json()
-    for path in ("/v1/audit/records", "/v1/audit/records/{generation_id}", "/v1/audit/lookup", "/v1/audit/queue",
-                 "/v1/audit/stats", "/v1/audit/export", "/v1/audit/records/{generation_id}/decisions",
-                 "/v1/audit/records/{generation_id}/redactions", "/v1/verify"):  # fmt: skip
+    for path in (
+        "/v1/audit/records",
+        "/v1/audit/records/{generation_id}",
+        "/v1/audit/lookup",
+        "/v1/audit/queue",
+        "/v1/audit/stats",
+        "/v1/audit/export",
+        "/v1/audit/records/{generation_id}/decisions",
+        "/v1/audit/records/{generation_id}/redactions",
+        "/v1/verify",
+    ):
         assert path in spec["paths"], path
     params = {p["name"] for p in spec["paths"]["/v1/audit/records"]["get"]["parameters"]}
     assert {"tenant", "category", "min_score", "q", "cursor", "sort", "reviewed", "decision"} <= params
@@ -400,8 +488,11 @@ def test_concurrent_decisions_over_http_and_records_keep_one_chain(review):
 
     def decide(k: int) -> None:
         for i in range(5):
-            r = review.client.post(f"/v1/audit/records/gen-{(k * 5 + i) % 48:02d}/decisions",
-                                   json={"decision": "escalate", "reason": f"thread {k}"}, headers=review.reviewer)  # fmt: skip
+            r = review.client.post(
+                f"/v1/audit/records/gen-{(k * 5 + i) % 48:02d}/decisions",
+                json={"decision": "escalate", "reason": f"thread {k}"},
+                headers=review.reviewer,
+            )
             if r.status_code != 201:
                 errors.append(r.text)
 

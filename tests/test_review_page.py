@@ -34,14 +34,35 @@ def test_a_reviewer_decides_from_the_page(browser, tmp_path, hallmark_server):
     from selenium.webdriver.common.by import By
 
     store = open_store(Settings(data_dir=tmp_path))
-    store.record_many([
-        RecordDraft(generation_id=f"gen-{i}", prompt=f"scene {i}", policy_name="default", policy_version="1",
-                    model_id="tiny", model_version="1", status="blocked", blocked_stage="prompt", reason="blocked",
-                    verdicts=[{"stage": "prompt", "classifier": "minilm", "classifier_version": "1",
-                               "category": "sexual", "score": 0.5 + i / 10, "threshold": 0.6, "action": "block",
-                               "calibrated": True, "detail": ""}])
-        for i in range(3)
-    ])  # fmt: skip
+    store.record_many(
+        [
+            RecordDraft(
+                generation_id=f"gen-{i}",
+                prompt=f"scene {i}",
+                policy_name="default",
+                policy_version="1",
+                model_id="tiny",
+                model_version="1",
+                status="blocked",
+                blocked_stage="prompt",
+                reason="blocked",
+                verdicts=[
+                    {
+                        "stage": "prompt",
+                        "classifier": "minilm",
+                        "classifier_version": "1",
+                        "category": "sexual",
+                        "score": 0.5 + i / 10,
+                        "threshold": 0.6,
+                        "action": "block",
+                        "calibrated": True,
+                        "detail": "",
+                    }
+                ],
+            )
+            for i in range(3)
+        ]
+    )
     _, key = create_key(store, "reviewer", "rita")
     base = hallmark_server(tmp_path)
 

@@ -19,8 +19,11 @@ def fuzz_service(tmp_path_factory, settings, pipeline):
 
     data = tmp_path_factory.mktemp("fuzz")
     text = open(Policy.load().source).read()
-    tight = (text.replace("max_height = 480", "max_height = 128").replace("max_seconds = 5", "max_seconds = 1")
-             .replace("concurrent_jobs = 2", "concurrent_jobs = 1"))  # fmt: skip
+    tight = (
+        text.replace("max_height = 480", "max_height = 128")
+        .replace("max_seconds = 5", "max_seconds = 1")
+        .replace("concurrent_jobs = 2", "concurrent_jobs = 1")
+    )
     (data / "policy.toml").write_text(tight)
     fuzz = settings.model_copy(update={"data_dir": data / "d", "policy": data / "policy.toml"})
     from hallmark.compose import build_pipeline
