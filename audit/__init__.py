@@ -3,7 +3,7 @@ with reviewer decisions, redactions, signed checkpoints and API keys."""
 
 from audit.checkpoint import CheckpointKey
 from audit.migrate import SchemaError
-from audit.models import Decision, GenerationRecord, RecordContent, Redaction, VerdictRow
+from audit.models import Decision, GenerationRecord, Outcome, RecordContent, Redaction, VerdictRow
 from audit.store import AuditError, AuditStore, ChainReport, CheckpointStatement, RecordDraft
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointStatement",
     "Decision",
     "GenerationRecord",
+    "Outcome",
     "RecordContent",
     "RecordDraft",
     "Redaction",

@@ -12,11 +12,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from audit import export, queries
-from audit.keys import Principal, authenticate
+from audit.deps import Admin, Caller, Reviewer
+from audit.keys import Principal
 from audit.models import GenerationRecord
 from audit.queries import DecisionOut, Page, RecordDetail, RecordFilter, RedactionOut, Stats
 from audit.store import AuditError, AuditStore, RecordNotFound
@@ -66,227 +66,193 @@ def _filter(query: RecordFilter) -> RecordFilter:
     return RecordFilter(**query.model_dump(include=set(RecordFilter.model_fields)))
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from `hallmark keys create`.")
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-def principal_dependency(get_store: Callable[[], AuditStore]) -> Callable[..., Principal]:
-    """A FastAPI dependency: the caller's API key (`Authorization: Bearer hk_...`), or 401."""
-
-    def principal(
-        store: Annotated[AuditStore, Depends(get_store)],
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        if credentials is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "an API key is required: Authorization: Bearer <key>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        found = authenticate(store, credentials.credentials)
-        if found is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "unknown or revoked API key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return found
-
-    return principal
+def get_review(request: Request) -> ReviewContext:
+    """The review routes' services (built by the app factory)."""
+    return request.app.state.review()
 
 
-def build_router(get_context: Callable[[], ReviewContext]) -> APIRouter:
-    router = APIRouter(prefix="/v1/audit", tags=["audit"])
-    Context = Annotated[ReviewContext, Depends(get_context)]
-    Caller = Annotated[Principal, Depends(principal_dependency(lambda: get_context().store))]
+Review = Annotated[ReviewContext, Depends(get_review)]
 
-    def reviewer(caller: Caller) -> Principal:
-        if not caller.reviews:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"needs a reviewer or admin key; this is a {caller.role} key"
-            )
-        return caller
 
-    def admin(caller: Caller) -> Principal:
-        if caller.role != "admin":
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs an admin key; this is a {caller.role} key")
-        return caller
-
-    Reviewer = Annotated[Principal, Depends(reviewer)]
-    Admin = Annotated[Principal, Depends(admin)]
-
-    def scoped(f: RecordFilter, caller: Principal) -> RecordFilter:
-        """Generator keys see their own tenant only."""
-        if caller.reviews:
-            return f
-        if f.tenant is not None and f.tenant != caller.tenant:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"field 'tenant': this key sees tenant {caller.tenant!r} only"
-            )
-        return f.model_copy(update={"tenant": caller.tenant})
-
-    def visible(record: GenerationRecord | None, caller: Principal, what: str) -> GenerationRecord:
-        if record is None or (not caller.reviews and record.tenant != caller.tenant):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record {what}")
-        return record
-
-    def with_links(request: Request, body: dict[str, Any]) -> dict[str, Any]:
-        base = str(request.url_for("get_record", generation_id=body["generation_id"]))
-        released = body["status"] == "released"
-        label = body.get("manifest_label")
-        body["links"] = {
-            "self": base,
-            "video": f"{base}/video" if released else None,
-            "thumbnails": f"{base}/thumbnails" if released else None,
-            "manifest": str(request.base_url) + f"v1/manifests/{quote(label, safe=':')}" if label else None,
-        }
-        return body
-
-    def refused(exc: AuditError) -> HTTPException:
-        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-
-    @router.get("/records", response_model=Page, summary="List records")
-    def list_records(context: Context, caller: Caller, query: Annotated[ListQuery, Query()]) -> Page:
-        """Filtered, sorted, cursor-paginated records. Pages stay stable while records are written."""
-        try:
-            return queries.list_records(
-                context.store,
-                scoped(_filter(query), caller),
-                query.sort,
-                query.order,
-                query.cursor,
-                query.limit,
-            )
-        except AuditError as exc:
-            raise refused(exc) from exc
-
-    @router.get("/records/{generation_id}", summary="One record with verdicts and decisions")
-    def get_record(generation_id: str, context: Context, caller: Caller, request: Request) -> RecordDetail:
-        record = visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
-        return RecordDetail(**with_links(request, queries.detail(context.store, record)))
-
-    @router.get("/lookup", summary="Find a record by output sha256, watermark payload or C2PA manifest label")
-    def lookup(
-        context: Context,
-        caller: Caller,
-        request: Request,
-        sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
-        watermark: Annotated[
-            str | None, Query(pattern="^[0-9a-fA-F]{1,64}$", description="payload, hex")
-        ] = None,
-        manifest: Annotated[
-            str | None, Query(min_length=1, max_length=500, description="manifest label")
-        ] = None,
-    ) -> RecordDetail:
-        given = [
-            (n, v) for n, v in (("sha256", sha256), ("watermark", watermark), ("manifest", manifest)) if v
-        ]
-        if len(given) != 1:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                "give exactly one of the fields 'sha256', 'watermark', 'manifest'",
-            )
-        name, value = given[0]
-        store = context.store
-        find = {
-            "sha256": lambda v: store.find_by_sha256(v.lower()),
-            "watermark": lambda v: store.find_by_payload(v.lower()),
-            "manifest": store.find_by_manifest,
-        }[name]
-        record = visible(find(value), caller, f"with {name} {value}")
-        return RecordDetail(**with_links(request, queries.detail(store, record)))
-
-    @router.get("/records/{generation_id}/video", summary="The released MP4", response_class=FileResponse)
-    def video(generation_id: str, context: Context, caller: Caller) -> FileResponse:
-        record = visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
-        return FileResponse(_released_file(record), media_type="video/mp4", filename=f"{generation_id}.mp4")
-
-    @router.get(
-        "/records/{generation_id}/thumbnails",
-        summary="A PNG strip of frames across the video",
-        responses={200: {"content": {"image/png": {}}}},
-    )
-    def thumbnails(generation_id: str, context: Context, caller: Caller) -> Response:
-        record = visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
-        if context.thumbnail_strip is None:
-            raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, "thumbnails are not configured")
-        return Response(context.thumbnail_strip(_released_file(record)), media_type="image/png")
-
-    @router.post("/records/{generation_id}/decisions", status_code=201, summary="Record a reviewer decision")
-    def decide(generation_id: str, body: DecisionIn, context: Context, caller: Reviewer) -> DecisionOut:
-        """Appends a decision (confirm, overturn, escalate); earlier ones stay in the log."""
-        try:
-            row = context.store.decide(generation_id, body.decision, body.reason, caller.name, caller.key_id)
-        except RecordNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-        except AuditError as exc:
-            raise refused(exc) from exc
-        return DecisionOut(**queries.decision_view(row))
-
-    @router.post(
-        "/records/{generation_id}/redactions",
-        status_code=201,
-        summary="Erase a record's prompt and image hash",
-    )
-    def redact(generation_id: str, body: RedactionIn, context: Context, caller: Admin) -> RedactionOut:
-        """Deletes the prompt and input-image hash and appends a redaction event; the chain stays verifiable."""
-        try:
-            row = context.store.redact(generation_id, body.reason, f"{caller.name} ({caller.key_id})")
-        except RecordNotFound as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-        except AuditError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-        return RedactionOut(**queries.redaction_view(row))
-
-    @router.get("/queue", response_model=Page, summary="The review queue")
-    def queue(
-        context: Context,
-        caller: Reviewer,
-        escalated: Annotated[
-            bool, Query(description="records whose latest decision is an escalation")
-        ] = False,
-        cursor: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> Page:
-        """Blocked and flagged records without a decision, highest score first."""
-        try:
-            return queries.review_queue(context.store, escalated, cursor, limit)
-        except AuditError as exc:
-            raise refused(exc) from exc
-
-    @router.get("/stats", summary="Counts by status, category and day; block rate per classifier")
-    def stats(context: Context, caller: Caller, f: Annotated[RecordFilter, Query()]) -> Stats:
-        return Stats(**queries.stats(context.store, scoped(f, caller)))
-
-    @router.get(
-        "/export",
-        summary="Stream a filtered set as JSONL, CSV or DSA statements of reasons",
-        responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
-    )
-    def export_records(
-        context: Context, caller: Reviewer, query: Annotated[ExportQuery, Query()]
-    ) -> StreamingResponse:
-        territory, format, f = query.territory, query.format, _filter(query)
-        if territory and not all(len(t) == 2 and t.isalpha() and t.isupper() for t in territory):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                "field 'territory': two-letter upper-case country codes",
-            )
-        if format == "csv":
-            body, media, suffix = export.csv_rows(context.store, f), "text/csv", "csv"
-        elif format == "dsa":
-            scope = tuple(territory) if territory else export.EU_MEMBER_STATES
-            body, media, suffix = (
-                export.dsa_statements(context.store, f, scope),
-                "application/x-ndjson",
-                "dsa.jsonl",
-            )
-        else:
-            body, media, suffix = export.jsonl(context.store, f), "application/x-ndjson", "jsonl"
-        return StreamingResponse(
-            body, media_type=media, headers={"Content-Disposition": f'attachment; filename="audit.{suffix}"'}
+def _scoped(f: RecordFilter, caller: Principal) -> RecordFilter:
+    """Generator keys see their own tenant only."""
+    if caller.reviews:
+        return f
+    if f.tenant is not None and f.tenant != caller.tenant:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"field 'tenant': this key sees tenant {caller.tenant!r} only"
         )
+    return f.model_copy(update={"tenant": caller.tenant})
 
-    return router
+
+def _visible(record: GenerationRecord | None, caller: Principal, what: str) -> GenerationRecord:
+    if record is None or (not caller.reviews and record.tenant != caller.tenant):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record {what}")
+    return record
+
+
+def _with_links(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    base = str(request.url_for("get_record", generation_id=body["generation_id"]))
+    released = body["status"] == "released"
+    label = body.get("manifest_label")
+    body["links"] = {
+        "self": base,
+        "video": f"{base}/video" if released else None,
+        "thumbnails": f"{base}/thumbnails" if released else None,
+        "manifest": str(request.base_url) + f"v1/manifests/{quote(label, safe=':')}" if label else None,
+    }
+    return body
+
+
+def _refused(exc: AuditError) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+
+
+@router.get("/records", response_model=Page, summary="List records")
+def list_records(context: Review, caller: Caller, query: Annotated[ListQuery, Query()]) -> Page:
+    """Filtered, sorted, cursor-paginated records. Pages stay stable while records are written."""
+    try:
+        return queries.list_records(
+            context.store,
+            _scoped(_filter(query), caller),
+            query.sort,
+            query.order,
+            query.cursor,
+            query.limit,
+        )
+    except AuditError as exc:
+        raise _refused(exc) from exc
+
+
+@router.get("/records/{generation_id}", summary="One record with verdicts and decisions")
+def get_record(generation_id: str, context: Review, caller: Caller, request: Request) -> RecordDetail:
+    record = _visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
+    return RecordDetail(**_with_links(request, queries.detail(context.store, record)))
+
+
+@router.get("/lookup", summary="Find a record by output sha256, watermark payload or C2PA manifest label")
+def lookup(
+    context: Review,
+    caller: Caller,
+    request: Request,
+    sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
+    watermark: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{1,64}$", description="payload, hex")] = None,
+    manifest: Annotated[str | None, Query(min_length=1, max_length=500, description="manifest label")] = None,
+) -> RecordDetail:
+    given = [(n, v) for n, v in (("sha256", sha256), ("watermark", watermark), ("manifest", manifest)) if v]
+    if len(given) != 1:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "give exactly one of the fields 'sha256', 'watermark', 'manifest'",
+        )
+    name, value = given[0]
+    store = context.store
+    find = {
+        "sha256": lambda v: store.find_by_sha256(v.lower()),
+        "watermark": lambda v: store.find_by_payload(v.lower()),
+        "manifest": store.find_by_manifest,
+    }[name]
+    record = _visible(find(value), caller, f"with {name} {value}")
+    return RecordDetail(**_with_links(request, queries.detail(store, record)))
+
+
+@router.get("/records/{generation_id}/video", summary="The released MP4", response_class=FileResponse)
+def video(generation_id: str, context: Review, caller: Caller) -> FileResponse:
+    record = _visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
+    return FileResponse(_released_file(record), media_type="video/mp4", filename=f"{generation_id}.mp4")
+
+
+@router.get(
+    "/records/{generation_id}/thumbnails",
+    summary="A PNG strip of frames across the video",
+    responses={200: {"content": {"image/png": {}}}},
+)
+def thumbnails(generation_id: str, context: Review, caller: Caller) -> Response:
+    record = _visible(context.store.get(generation_id), caller, f"with generation id {generation_id!r}")
+    if context.thumbnail_strip is None:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, "thumbnails are not configured")
+    return Response(context.thumbnail_strip(_released_file(record)), media_type="image/png")
+
+
+@router.post("/records/{generation_id}/decisions", status_code=201, summary="Record a reviewer decision")
+def decide(generation_id: str, body: DecisionIn, context: Review, caller: Reviewer) -> DecisionOut:
+    """Appends a decision (confirm, overturn, escalate); earlier ones stay in the log."""
+    try:
+        row = context.store.decide(generation_id, body.decision, body.reason, caller.name, caller.key_id)
+    except RecordNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except AuditError as exc:
+        raise _refused(exc) from exc
+    return DecisionOut(**queries.decision_view(row))
+
+
+@router.post(
+    "/records/{generation_id}/redactions",
+    status_code=201,
+    summary="Erase a record's prompt and image hash",
+)
+def redact(generation_id: str, body: RedactionIn, context: Review, caller: Admin) -> RedactionOut:
+    """Deletes the prompt and input-image hash and appends a redaction event; the chain stays verifiable."""
+    try:
+        row = context.store.redact(generation_id, body.reason, f"{caller.name} ({caller.key_id})")
+    except RecordNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except AuditError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return RedactionOut(**queries.redaction_view(row))
+
+
+@router.get("/queue", response_model=Page, summary="The review queue")
+def queue(
+    context: Review,
+    caller: Reviewer,
+    escalated: Annotated[bool, Query(description="records whose latest decision is an escalation")] = False,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page:
+    """Blocked and flagged records without a decision, highest score first."""
+    try:
+        return queries.review_queue(context.store, escalated, cursor, limit)
+    except AuditError as exc:
+        raise _refused(exc) from exc
+
+
+@router.get("/stats", summary="Counts by status, category and day; block rate per classifier")
+def stats(context: Review, caller: Caller, f: Annotated[RecordFilter, Query()]) -> Stats:
+    return Stats(**queries.stats(context.store, _scoped(f, caller)))
+
+
+@router.get(
+    "/export",
+    summary="Stream a filtered set as JSONL, CSV or DSA statements of reasons",
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+)
+def export_records(
+    context: Review, caller: Reviewer, query: Annotated[ExportQuery, Query()]
+) -> StreamingResponse:
+    territory, format, f = query.territory, query.format, _filter(query)
+    if territory and not all(len(t) == 2 and t.isalpha() and t.isupper() for t in territory):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "field 'territory': two-letter upper-case country codes",
+        )
+    if format == "csv":
+        body, media, suffix = export.csv_rows(context.store, f), "text/csv", "csv"
+    elif format == "dsa":
+        scope = tuple(territory) if territory else export.EU_MEMBER_STATES
+        body, media, suffix = (
+            export.dsa_statements(context.store, f, scope),
+            "application/x-ndjson",
+            "dsa.jsonl",
+        )
+    else:
+        body, media, suffix = export.jsonl(context.store, f), "application/x-ndjson", "jsonl"
+    return StreamingResponse(
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="audit.{suffix}"'}
+    )
 
 
 def _released_file(record: GenerationRecord) -> Path:

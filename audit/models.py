@@ -10,6 +10,7 @@ chain covers a salted hash of the content, so it stays verifiable after the cont
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -18,6 +19,16 @@ from sqlmodel import Field, SQLModel
 def _utc_column(index: bool = False) -> Column:
     # Timezone-aware on every backend: hashes cover these values, so they must round-trip exactly.
     return Column(DateTime(timezone=True), nullable=False, index=index)
+
+
+class Outcome(StrEnum):
+    """A generation's outcome: the status of its audit record."""
+
+    released = "released"  # screened, watermarked, signed and written
+    blocked = "blocked"  # a classifier's verdict stopped it
+    refused = "refused"  # the request failed its checks (a field out of bounds); nothing ran
+    error = "error"  # a stage failed: nothing was released (fail closed)
+    cancelled = "cancelled"  # cancelled by its caller before it was released
 
 
 class ChainHead(SQLModel, table=True):
@@ -61,7 +72,7 @@ class GenerationRecord(SQLModel, table=True):
     policy_version: str
     model_id: str
     model_version: str
-    status: str  # released, blocked or error
+    status: str  # an Outcome
     flagged: bool = False
     needs_review: bool = False  # blocked or flagged: belongs in the review queue until decided
     blocked_stage: str | None = None  # the stage that blocked or failed

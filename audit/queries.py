@@ -20,10 +20,9 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from audit.chain import VERDICT_FIELDS, utc
-from audit.models import Decision, GenerationRecord, RecordContent, Redaction, VerdictRow
+from audit.models import Decision, GenerationRecord, Outcome, RecordContent, Redaction, VerdictRow
 from audit.store import DECISIONS, AuditError, AuditStore
 
-Status = Literal["released", "blocked", "error"]
 DecisionName = Literal["confirm", "overturn", "escalate"]
 
 
@@ -36,7 +35,7 @@ class RecordFilter(BaseModel):
     until: dt.datetime | None = Field(None, description="created before (ISO 8601; UTC if no zone)")
     tenant: str | None = None
     user: str | None = None
-    status: Status | None = None
+    status: Outcome | None = None
     blocked_stage: str | None = Field(None, description="the stage that blocked or failed the request")
     stage: str | None = Field(None, description="with classifier/category/min_score: a verdict at this stage")
     classifier: str | None = Field(None, description="a verdict by this classifier")
@@ -82,7 +81,7 @@ class RecordSummary(BaseModel):
     created_at: str
     tenant: str
     user: str
-    status: Status
+    status: Outcome
     flagged: bool
     blocked_stage: str | None = Field(description="the stage that blocked or failed the request")
     reason: str | None

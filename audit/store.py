@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, event, insert, make_url, update
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +32,7 @@ from audit.models import (
     Decision,
     GenerationRecord,
     ManifestStore,
+    Outcome,
     RecordContent,
     Redaction,
     VerdictRow,
@@ -376,8 +377,7 @@ class AuditStore:
         missing_content: list[int] = []
         redacted: set[int] = set()
         with self.engine.connect() as conn:
-            for kind, row, verdicts, has_content, content_ok in _chained_rows(conn):
-                seq = row["seq"]
+            for seq, kind, row, verdicts, has_content, content_ok in _chained_rows(conn):
                 if row["prev_hash"] != prev:
                     problems.append(
                         (seq, "previous-hash link does not match (a row was removed, inserted or reordered)")
@@ -613,7 +613,7 @@ def _build_record(draft: RecordDraft, head: _Head) -> tuple[dict, dict, list[dic
     record.update(
         seq=seq,
         created_at=head.tick(),
-        needs_review=draft.status == "blocked" or draft.flagged,
+        needs_review=draft.status == Outcome.blocked or draft.flagged,
         top_score=top["score"] if top else 0.0,
         top_category=top["category"] if top else None,
         top_classifier=top["classifier"] if top else None,
@@ -625,13 +625,22 @@ def _build_record(draft: RecordDraft, head: _Head) -> tuple[dict, dict, list[dic
     return record, content, verdicts
 
 
-def _chained_rows(conn) -> Iterator[tuple[str, dict, list[dict], bool, bool]]:
-    """Every chained row in seq order: (kind, row, verdicts, content present, content matches)."""
+class ChainedRow(NamedTuple):
+    seq: int
+    kind: str  # record, decision or redaction
+    row: dict
+    verdicts: list[dict]  # a record's verdict rows (none for the other kinds)
+    has_content: bool  # a record's content row is present (not redacted)
+    content_ok: bool  # ... and matches the record's content hash
+
+
+def _chained_rows(conn) -> Iterator[ChainedRow]:
+    """Every chained row, of all three tables, in seq order."""
     records = _stream(conn, select(GenerationRecord).order_by(GenerationRecord.seq))
     verdicts = _stream(conn, select(VerdictRow).order_by(VerdictRow.record_seq, VerdictRow.position))
     contents = _stream(conn, select(RecordContent).order_by(RecordContent.record_seq))
 
-    def with_parts() -> Iterator[tuple[int, str, dict, list[dict], bool, bool]]:
+    def with_parts() -> Iterator[ChainedRow]:
         next_verdict, next_content = next(verdicts, None), next(contents, None)
         for row in records:
             seq = row["seq"]
@@ -650,20 +659,17 @@ def _chained_rows(conn) -> Iterator[tuple[str, dict, list[dict], bool, bool]]:
                 )
                 == row["content_hash"]
             )
-            yield seq, "record", row, own, present, matches
+            yield ChainedRow(seq, "record", row, own, present, matches)
 
     decisions = (
-        (r["seq"], "decision", r, [], True, True)
+        ChainedRow(r["seq"], "decision", r, [], True, True)
         for r in _stream(conn, select(Decision).order_by(Decision.seq))
     )
     redactions = (
-        (r["seq"], "redaction", r, [], True, True)
+        ChainedRow(r["seq"], "redaction", r, [], True, True)
         for r in _stream(conn, select(Redaction).order_by(Redaction.seq))
     )
-    for _seq, kind, row, own, present, matches in heapq.merge(
-        with_parts(), decisions, redactions, key=lambda t: t[0]
-    ):
-        yield kind, row, own, present, matches
+    yield from heapq.merge(with_parts(), decisions, redactions, key=lambda chained: chained.seq)
 
 
 def _stream(conn, query) -> Iterator[dict]:

@@ -192,7 +192,7 @@ def _totals(store) -> tuple[int, int]:
     """(job rows, audit records) in the database."""
     from sqlalchemy import text
 
-    from audit.jobs import JobStore
+    from jobs.store import JobStore
 
     with store.engine.connect() as conn:
         records = conn.execute(text("select count(*) from generation_records")).scalar_one()
@@ -218,7 +218,7 @@ def _jobs(store, tenant: str) -> dict[str, str]:
 
 
 def _states(jobs: dict[str, str]) -> dict[str, int]:
-    from audit.jobs import STATES
+    from jobs.store import STATES
 
     found = Counter(jobs.values())
     return {state: found[state] for state in STATES} | dict(found)

@@ -1,7 +1,8 @@
 """Generation: diffusion backends and the guarded pipeline that runs every stage in order."""
 
 from generator.backend import DiffusersBackend, GenerationSpec, GeneratorError
-from generator.pipeline import GenerationRequest, GenerationResult, GuardedPipeline
+from generator.pipeline import GenerationResult, GuardedPipeline
+from generator.request import GenerationRequest, Problem, RequestRefused, check
 
 __all__ = [
     "DiffusersBackend",
@@ -10,4 +11,7 @@ __all__ = [
     "GenerationSpec",
     "GeneratorError",
     "GuardedPipeline",
+    "Problem",
+    "RequestRefused",
+    "check",
 ]

@@ -24,8 +24,9 @@ from typing import Protocol
 
 import numpy as np
 
-from audit import AuditStore, RecordDraft
+from audit import AuditStore, Outcome, RecordDraft
 from generator.backend import DiffusersBackend, GenerationSpec
+from generator.request import GenerationRequest, Problem, RequestRefused, check
 from moderation import Verdict, attributed_category, first_blocking, strongest
 from policy import Action, Policy
 from provenance import (
@@ -58,11 +59,6 @@ STAGES = (
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
-# The invisible watermark is read from several frames together; with fewer than 8 it is not
-# reliable enough to pass the release check (measured with the dwtDctSvd baseline: 4 frames
-# failed 2 reads in 12).
-MIN_FRAMES = 8
-
 
 class Classifier(Protocol):
     name: str
@@ -71,35 +67,14 @@ class Classifier(Protocol):
     def classify(self, item) -> list[Verdict]: ...
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
-    prompt: str
-    output: Path
-    image: np.ndarray | None = None  # RGB uint8 input image
-    # The input image file as supplied, recorded as the C2PA ingredient with any manifest of its
-    # own; without it, the ingredient is a PNG of `image`.
-    image_file: Ingredient | None = None
-    num_frames: int = 16
-    height: int = 256
-    width: int = 256
-    steps: int = 8
-    seed: int = 0
-    fps: int = 8
-    tenant: str = "default"
-    user: str = "local"
-    overwrite: bool = False  # replace `output` if it exists
-    tier: str | None = None  # the policy tier whose limits apply (None: the policy's default)
-    visible_watermark: bool = True  # False only where the tier lets the watermark be removed
-    generation_id: str | None = None  # fixed by a job queue, so a retried job keeps its id
-
-
 @dataclass
 class GenerationResult:
     generation_id: str
-    status: str  # released, blocked or error
+    status: Outcome
     verdicts: list[Verdict]
     policy: str
-    model: str
+    model_id: str
+    model_version: str
     output: Path | None = None
     output_sha256: str | None = None
     watermark_payload: str | None = None
@@ -114,8 +89,12 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)  # e.g. signed without a timestamp
 
     @property
+    def model(self) -> str:
+        return f"{self.model_id} {self.model_version}"
+
+    @property
     def released(self) -> bool:
-        return self.status == "released"
+        return self.status == Outcome.released
 
 
 class StageFailed(Exception):
@@ -177,19 +156,24 @@ class GuardedPipeline:
     def __call__(self, request: GenerationRequest, progress: Progress | None = None) -> GenerationResult:
         progress = progress or (lambda stage, done, total: None)
         result = self._new_result(request)
+        problems = check(request, self.policy)
+        if request.output is None:
+            problems.append(Problem("output", "is required to run a generation"))
+        if problems:
+            return self._refuse(request, result, problems)
         payload = secrets.token_bytes(6)  # the generation key the watermark carries
         # Unique per run: two runs of one job (a worker taken over) never share a staging file.
         staging = request.output.with_name(
             f".{request.output.name}.{result.generation_id}.{secrets.token_hex(4)}.partial"
         )
-        reserved = moved_into_place = False
+        try:
+            reserved = self._reserve(request)
+        except RequestRefused as refused:
+            return self._refuse(request, result, refused.problems)
+        moved_into_place = False
         manifest_store: bytes | None = None
         try:
-            reserved = self._check_request(request)
-            self._screen("prompt", self.prompt_classifiers, request.prompt, result, progress)
-            if request.image is not None:
-                self._screen("image", self.image_classifiers, request.image, result, progress)
-
+            self._screen_inputs(request, result, progress)
             with self._stage("generate", result, progress):
                 frames = self.backend.generate(
                     GenerationSpec(
@@ -225,23 +209,19 @@ class GuardedPipeline:
                 self._check_release(staging, payload)
                 result.output_sha256 = sha256_file(staging)
 
-            result.status = "released"
+            result.status = Outcome.released
             result.output = request.output
             self._record(request, result, progress, manifest_store)
             staging.replace(request.output)
             moved_into_place = True
-        except BlockedAt as blocked:
-            result.status, result.stage, result.reason = "blocked", blocked.stage, str(blocked)
-            self._record(request, result, progress)
-        except StageFailed as failed:
-            result.status, result.stage, result.reason = "error", failed.stage, str(failed)
-            result.output = result.output_sha256 = None
+        except (BlockedAt, StageFailed) as stopped:
+            _stopped(result, stopped)
             self._record(request, result, progress)
         except Cancelled:
-            result.status, result.reason = "cancelled", "cancelled by request"
+            result.status, result.reason = Outcome.cancelled, "cancelled by request"
             result.stage = next(reversed(result.timings), None)  # the stage it was in
             result.output = result.output_sha256 = result.manifest_label = None
-            self._record(request, result, lambda stage, done, total: None)
+            self._record(request, result, _quiet)
         finally:
             for leftover in (staging, staging.with_suffix(".unsigned.mp4")):
                 leftover.unlink(missing_ok=True)
@@ -254,94 +234,58 @@ class GuardedPipeline:
         limits, the prompt and the input image. A refused request is recorded and returned; None
         means it may be queued (the full run screens them again, with the same result)."""
         result = self._new_result(request)
-        progress: Progress = lambda stage, done, total: None  # noqa: E731
+        problems = check(request, self.policy)
+        if problems:
+            return self._refuse(request, result, problems)
         try:
-            self._check_request(request, reserve=False)
-            self._screen("prompt", self.prompt_classifiers, request.prompt, result, progress)
-            if request.image is not None:
-                self._screen("image", self.image_classifiers, request.image, result, progress)
-        except BlockedAt as blocked:
-            result.status, result.stage, result.reason = "blocked", blocked.stage, str(blocked)
-        except StageFailed as failed:
-            result.status, result.stage, result.reason = "error", failed.stage, str(failed)
-        else:
-            return None
-        self._record(request, result, progress)
-        return result
+            self._screen_inputs(request, result, _quiet)
+        except (BlockedAt, StageFailed) as stopped:
+            _stopped(result, stopped)
+            self._record(request, result, _quiet)
+            return result
+        return None
 
     def record_outcome(
-        self, request: GenerationRequest, status: str, stage: str, reason: str
+        self, request: GenerationRequest, status: Outcome, stage: str, reason: str
     ) -> GenerationResult:
         """Record a request that ended without running (cancelled in the queue, or given up)."""
         result = self._new_result(request)
         result.status, result.stage, result.reason = status, stage, reason
-        self._record(request, result, lambda stage, done, total: None)
+        self._record(request, result, _quiet)
         return result
 
     def _new_result(self, request: GenerationRequest) -> GenerationResult:
-        return GenerationResult(
-            generation_id=request.generation_id or str(uuid.uuid4()),
-            status="error",
-            verdicts=[],
-            policy=self.policy.label,
-            model=f"{self.backend.name} {self.backend.version}",
-        )
+        return new_result(request, self.policy, self.backend.name, self.backend.version)
 
     # -- stages -----------------------------------------------------------------------------
 
-    def _check_request(self, request: GenerationRequest, reserve: bool = True) -> bool:
-        """Validate the request and reserve the output path; True when this call created it."""
-        with self._stage("request", None, None):
-            if not request.prompt.strip():
-                raise ValueError("the prompt is empty")
-            if len(request.prompt) > self.policy.prompt.max_length:
-                raise ValueError(
-                    f"the prompt has {len(request.prompt)} characters; the policy allows "
-                    f"{self.policy.prompt.max_length}"
-                )
-            if request.num_frames < MIN_FRAMES:
-                raise ValueError(
-                    f"at least {MIN_FRAMES} frames are needed (got {request.num_frames}): the invisible "
-                    "watermark is read from several frames together"
-                )
-            if request.output.suffix.lower() != ".mp4":
-                raise ValueError(f"output must be an .mp4 file, got '{request.output.name}'")
-            if request.height % 8 or request.width % 8:
-                raise ValueError(
-                    f"height and width must be multiples of 8, got {request.width}x{request.height}"
-                )
-            if request.image is not None and not self.image_classifiers:
-                raise ValueError("this deployment's policy screens no input images, so it takes none")
-            self._check_tier(request)
-            if not reserve:
-                return False
-            request.output.parent.mkdir(parents=True, exist_ok=True)
-            if request.overwrite:
-                return False
-            try:
-                # An empty placeholder: a concurrent request for the same path fails here, not later.
-                os.close(os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            except FileExistsError:
-                raise ValueError(f"{request.output} exists; set overwrite to replace it") from None
-            return True
+    def _refuse(
+        self, request: GenerationRequest, result: GenerationResult, problems: list[Problem]
+    ) -> GenerationResult:
+        """Record a request that failed its checks: refused at the `request` stage, nothing ran."""
+        return refuse(self.audit, self.policy, result, request, problems)
 
-    def _check_tier(self, request: GenerationRequest) -> None:
-        tier_name = request.tier or self.policy.default_tier
-        tier = self.policy.tier(tier_name)
-        short_side = min(request.height, request.width)
-        if short_side > tier.max_height:
-            raise ValueError(
-                f"tier {tier_name!r} allows up to {tier.max_height}p; {request.width}x{request.height} "
-                f"has a {short_side}-pixel short side"
-            )
-        seconds = request.num_frames / request.fps
-        if seconds > tier.max_seconds + 1e-9:
-            raise ValueError(
-                f"tier {tier_name!r} allows up to {tier.max_seconds:g} s; {request.num_frames} frames "
-                f"at {request.fps} fps last {seconds:g} s"
-            )
-        if not request.visible_watermark and not tier.visible_watermark_removable:
-            raise ValueError(f"tier {tier_name!r} does not allow removing the visible watermark")
+    @staticmethod
+    def _reserve(request: GenerationRequest) -> bool:
+        """Reserve the output path; True when this call created its placeholder."""
+        request.output.parent.mkdir(parents=True, exist_ok=True)
+        if request.overwrite:
+            return False
+        try:
+            # An empty placeholder: a concurrent request for the same path fails here, not later.
+            os.close(os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            problem = Problem("output", f"{request.output} exists; set overwrite to replace it")
+            raise RequestRefused([problem]) from None
+        return True
+
+    def _screen_inputs(
+        self, request: GenerationRequest, result: GenerationResult, progress: Progress
+    ) -> None:
+        """The screening before generation, shared by the gate and the full run."""
+        self._screen("prompt", self.prompt_classifiers, request.prompt, result, progress)
+        if request.image is not None:
+            self._screen("image", self.image_classifiers, request.image, result, progress)
 
     def _screen(
         self,
@@ -399,31 +343,7 @@ class GuardedPipeline:
         progress: Progress,
         manifest_store: bytes | None = None,
     ) -> None:
-        image_sha = hashlib.sha256(request.image.tobytes()).hexdigest() if request.image is not None else None
-        draft = RecordDraft(
-            generation_id=result.generation_id,
-            prompt=request.prompt,
-            policy_name=self.policy.name,
-            policy_version=self.policy.version,
-            model_id=self.backend.name,
-            model_version=self.backend.version,
-            status=result.status,
-            verdicts=[v.to_dict() for v in result.verdicts],
-            tenant=request.tenant,
-            user=request.user,
-            tier=request.tier or self.policy.default_tier,
-            input_image_sha256=image_sha,
-            flagged=result.flagged,
-            blocked_stage=result.stage,
-            reason=result.reason,
-            output_sha256=result.output_sha256,
-            output_path=str(request.output.resolve()) if result.status == "released" else None,
-            watermark_payload=result.watermark_payload,
-            watermark_method=self.invisible_watermark.name if result.watermark_payload else None,
-            watermark_key_id=result.watermark_key_id if result.watermark_payload else None,
-            manifest_label=result.manifest_label,
-            manifest_store=manifest_store if result.status == "released" else None,
-        )
+        draft = record_draft(request, result, self.policy, manifest_store)
         start = time.perf_counter()
         progress("audit", 0, 1)
         # No try: if the audit write fails, the exception propagates and nothing is released.
@@ -450,6 +370,81 @@ class GuardedPipeline:
                 result.timings[stage] = result.timings.get(stage, 0.0) + time.perf_counter() - start
         if progress:
             progress(stage, 1, 1)
+
+
+def refuse(
+    audit: AuditStore,
+    policy: Policy,
+    result: GenerationResult,
+    request: GenerationRequest,
+    problems: list[Problem],
+) -> GenerationResult:
+    """Record a request that failed `check`: refused at the `request` stage, nothing ran. Needs
+    no pipeline, so a request is refused before any model loads."""
+    result.status, result.stage = Outcome.refused, "request"
+    result.reason = "; ".join(str(p) for p in problems)
+    draft = record_draft(request, result, policy)
+    # The prompt that failed its check may not be storable text (a lone surrogate, a NUL byte).
+    draft.prompt = draft.prompt.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    result.record_id = audit.record(draft).seq
+    return result
+
+
+def new_result(
+    request: GenerationRequest, policy: Policy, model_id: str, model_version: str
+) -> GenerationResult:
+    return GenerationResult(
+        generation_id=request.generation_id or str(uuid.uuid4()),
+        status=Outcome.error,
+        verdicts=[],
+        policy=policy.label,
+        model_id=model_id,
+        model_version=model_version,
+    )
+
+
+def record_draft(
+    request: GenerationRequest, result: GenerationResult, policy: Policy, manifest_store: bytes | None = None
+) -> RecordDraft:
+    """The audit record of a request's outcome."""
+    released = result.status == Outcome.released
+    return RecordDraft(
+        generation_id=result.generation_id,
+        prompt=request.prompt,
+        policy_name=policy.name,
+        policy_version=policy.version,
+        model_id=result.model_id,
+        model_version=result.model_version,
+        status=result.status,
+        verdicts=[v.to_dict() for v in result.verdicts],
+        tenant=request.tenant,
+        user=request.user,
+        tier=request.tier or policy.default_tier,
+        input_image_sha256=hashlib.sha256(request.image.tobytes()).hexdigest()
+        if request.image is not None
+        else None,
+        flagged=result.flagged,
+        blocked_stage=result.stage,
+        reason=result.reason,
+        output_sha256=result.output_sha256,
+        output_path=str(request.output.resolve()) if released else None,
+        watermark_payload=result.watermark_payload,
+        watermark_method=result.watermark_method if result.watermark_payload else None,
+        watermark_key_id=result.watermark_key_id if result.watermark_payload else None,
+        manifest_label=result.manifest_label,
+        manifest_store=manifest_store if released else None,
+    )
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    """The progress callback of a caller that wants none."""
+
+
+def _stopped(result: GenerationResult, stopped: BlockedAt | StageFailed) -> None:
+    """Mark the result of a request that a stage blocked or failed; nothing is released."""
+    result.status = Outcome.blocked if isinstance(stopped, BlockedAt) else Outcome.error
+    result.stage, result.reason = stopped.stage, str(stopped)
+    result.output = result.output_sha256 = result.manifest_label = None
 
 
 def screening_summary(verdicts: Sequence[Verdict]) -> dict:

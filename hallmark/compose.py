@@ -12,8 +12,9 @@ from cryptography import x509
 
 from audit import AuditStore, CheckpointKey
 from generator import DiffusersBackend, GuardedPipeline
-from generator.jobs import InProcessQueue, JobQueue, JobSettings
 from hallmark.settings import Settings
+from jobs.queues import CeleryQueue, InProcessQueue
+from jobs.runner import JobQueue, JobSettings
 from moderation import (
     BlocklistClassifier,
     ClipConceptFilter,
@@ -229,7 +230,5 @@ def job_settings(settings: Settings) -> JobSettings:
 def build_job_queue(settings: Settings, run: Callable[[str], object]) -> JobQueue:
     """In-process worker threads (the embedded default) or Celery workers on Redis."""
     if settings.jobs == "celery":
-        from hallmark.worker import CeleryQueue
-
-        return CeleryQueue(settings)
+        return CeleryQueue(settings.broker_url, settings.job_visibility_timeout_s)
     return InProcessQueue(run)

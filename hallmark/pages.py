@@ -14,18 +14,17 @@ from fastapi.responses import HTMLResponse
 _STATIC = Path(__file__).parent / "static"
 
 
-def build_pages() -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 
-    @router.get("/review", response_class=HTMLResponse)
-    def review_page() -> HTMLResponse:
-        return HTMLResponse((_STATIC / "review.html").read_text(), headers=_SECURITY_HEADERS)
 
-    @router.get("/verify", response_class=HTMLResponse)
-    def verify_page() -> HTMLResponse:
-        return HTMLResponse((_STATIC / "verify.html").read_text(), headers=_SECURITY_HEADERS)
+@router.get("/review", response_class=HTMLResponse)
+def review_page() -> HTMLResponse:
+    return HTMLResponse((_STATIC / "review.html").read_text(), headers=_SECURITY_HEADERS)
 
-    return router
+
+@router.get("/verify", response_class=HTMLResponse)
+def verify_page() -> HTMLResponse:
+    return HTMLResponse((_STATIC / "verify.html").read_text(), headers=_SECURITY_HEADERS)
 
 
 _SECURITY_HEADERS = {

@@ -6,7 +6,8 @@
   POST /v1/matches/byContent, GET /v1/manifests/{manifestId}, GET /v1/services/supportedAlgorithms.
 
 Uploads stream to a temporary file in chunks; the request body limit is enforced by the framework
-as the bytes arrive (413), so a huge upload never fills memory or disk.
+as the bytes arrive (413), so a huge upload never fills memory or disk: the app includes `router`
+with `max_body_size` of the Verifier's `max_upload_bytes` plus room for a multipart upload's framing.
 """
 
 import tempfile
@@ -71,142 +72,152 @@ class SoftBindingAlgList(BaseModel):
     fingerprints: list[SoftBindingAlg] = []
 
 
-def build_router(get_verifier: Callable[[], Verifier], max_upload_bytes: int) -> APIRouter:
-    """`max_upload_bytes` bounds every request body of these routes (a multipart upload's framing included)."""
-    router = APIRouter(prefix="/v1", max_body_size=max_upload_bytes + 64 * 1024)
-    Dep = Annotated[Verifier, Depends(get_verifier)]
+router = APIRouter(prefix="/v1")
 
-    @router.post(
-        "/verify", response_model=VerificationReport, tags=["verify"], summary="Verify a video's provenance"
-    )
-    def verify_upload(file: UploadFile, verifier: Dep) -> VerificationReport:
-        """Upload a video (multipart field `file`): C2PA manifest, invisible watermark, the original
-        manifest when the file's own is stripped or broken, and the audit record."""
-        # a plain def: FastAPI runs it in a worker thread, off the event loop
-        with _spooled(file.file.read, verifier.max_upload_bytes, "file") as path:
-            try:
-                report = verify(path, verifier.trust_anchors_pem, verifier.watermark, verifier.store)
-            except VideoError as exc:
-                raise HTTPException(UNPROCESSABLE, f"field 'file': {_strip_path(exc, path)}") from exc
-        report.file = file.filename or "upload"
-        return report
 
-    def _matches(verifier: Verifier, alg: str, value: str, max_results: int) -> SoftBindingQueryResult:
-        if verifier.resolver is None:
-            return SoftBindingQueryResult(matches=[])
+def get_verifier(request: Request) -> Verifier:
+    """The verification services (built by the app factory)."""
+    return request.app.state.verifier()
+
+
+Verified = Annotated[Verifier, Depends(get_verifier)]
+
+
+def _matches(verifier: Verifier, alg: str, value: str, max_results: int) -> SoftBindingQueryResult:
+    if verifier.resolver is None:
+        return SoftBindingQueryResult(matches=[])
+    try:
+        labels = verifier.resolver.matches(alg, value, max_results)
+    except UnsupportedBinding as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    return SoftBindingQueryResult(matches=[SoftBindingMatch(manifestId=label) for label in labels])
+
+
+@router.post(
+    "/verify", response_model=VerificationReport, tags=["verify"], summary="Verify a video's provenance"
+)
+def verify_upload(file: UploadFile, verifier: Verified) -> VerificationReport:
+    """Upload a video (multipart field `file`): C2PA manifest, invisible watermark, the original
+    manifest when the file's own is stripped or broken, and the audit record."""
+    # a plain def: FastAPI runs it in a worker thread, off the event loop
+    with _spooled(file.file.read, verifier.max_upload_bytes, "file") as path:
         try:
-            labels = verifier.resolver.matches(alg, value, max_results)
-        except UnsupportedBinding as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-        return SoftBindingQueryResult(matches=[SoftBindingMatch(manifestId=label) for label in labels])
+            report = verify(path, verifier.trust_anchors_pem, verifier.watermark, verifier.store)
+        except VideoError as exc:
+            raise HTTPException(UNPROCESSABLE, f"field 'file': {_strip_path(exc, path)}") from exc
+    report.file = file.filename or "upload"
+    return report
 
-    @router.get(
-        "/matches/byBinding",
-        response_model=SoftBindingQueryResult,
-        tags=["soft binding"],
-        summary="C2PA manifest ids for a soft binding (watermark value)",
-    )
-    def matches_by_binding(
-        verifier: Dep,
-        alg: Annotated[str, Query(description="Soft-binding algorithm name")],
-        value: Annotated[str, Query(description="Base64 value of the soft binding")],
-        max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
-    ) -> SoftBindingQueryResult:
-        return _matches(verifier, alg, value, max_results)
 
-    @router.post(
-        "/matches/byBinding",
-        response_model=SoftBindingQueryResult,
-        tags=["soft binding"],
-        summary="C2PA manifest ids for a soft binding, value in the body",
-    )
-    def matches_by_large_binding(
-        query: SoftBindingQuery,
-        verifier: Dep,
-        max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
-    ) -> SoftBindingQueryResult:
-        return _matches(verifier, query.alg, query.value, max_results)
+@router.get(
+    "/matches/byBinding",
+    response_model=SoftBindingQueryResult,
+    tags=["soft binding"],
+    summary="C2PA manifest ids for a soft binding (watermark value)",
+)
+def matches_by_binding(
+    verifier: Verified,
+    alg: Annotated[str, Query(description="Soft-binding algorithm name")],
+    value: Annotated[str, Query(description="Base64 value of the soft binding")],
+    max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
+) -> SoftBindingQueryResult:
+    return _matches(verifier, alg, value, max_results)
 
-    @router.post(
-        "/matches/byContent",
-        response_model=SoftBindingQueryResult,
-        tags=["soft binding"],
-        summary="C2PA manifest ids for a video: the service reads its watermark",
-    )
-    async def matches_by_content(
-        request: Request,
-        verifier: Dep,
-        alg: Annotated[str | None, Query(description="Soft-binding algorithm to read")] = None,
-        max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
-    ) -> SoftBindingQueryResult:
-        """The request body is the video itself (Content-Type video/*)."""
-        media_type = request.headers.get("content-type", "").split(";")[0].strip()
-        if not media_type.startswith("video/"):
-            raise HTTPException(
-                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                f"the body must be a video (Content-Type video/*), not {media_type or 'none'}",
-            )
-        watermark = verifier.watermark
-        if alg is not None and alg != watermark.soft_binding_alg:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                f"alg {alg!r} is not read here; supported: {watermark.soft_binding_alg}",
-            )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload"
-            with path.open("wb") as out:
-                async for chunk in request.stream():
-                    out.write(chunk)
-            if path.stat().st_size == 0:
-                raise HTTPException(UNPROCESSABLE, "the body is empty")
-            try:
-                reading = await run_in_threadpool(
-                    lambda: watermark.detect(iter_frames(path, 240, format=watermark.input_format))
-                )
-            except VideoError as exc:
-                raise HTTPException(UNPROCESSABLE, f"body: {_strip_path(exc, path)}") from exc
-        if not reading.detected or reading.payload is None:
-            return SoftBindingQueryResult(matches=[])
-        value = soft_binding_value(reading.payload, reading.key_id)
-        return _matches(verifier, watermark.soft_binding_alg, value, max_results)
 
-    @router.get(
-        "/manifests/{manifestId}",
-        tags=["soft binding"],
-        response_class=Response,
-        responses={200: {"content": {"application/c2pa": {}}}, 404: {"description": "unknown manifest"}},
-        summary="The C2PA manifest store of a released video",
-    )
-    def manifest_by_id(
-        verifier: Dep,
-        manifest_id: Annotated[str, PathParam(alias="manifestId")],
-        return_active_manifest: Annotated[bool, Query(alias="returnActiveManifest")] = False,
-    ) -> Response:
-        """The whole manifest store (the active manifest with its ingredients' manifests), as it was
-        embedded in the released file. `returnActiveManifest` is accepted; the store is returned
-        either way, since a C2PA manifest cannot be validated without the store it belongs to."""
-        try:
-            store = verifier.store.manifest_store(manifest_id) if verifier.store is not None else None
-        except AuditError as exc:  # the stored bytes no longer match their hash: never serve them
-            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
-        if store is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no manifest {manifest_id!r}")
-        return Response(
-            store,
-            media_type="application/c2pa",
-            headers={"Content-Disposition": 'attachment; filename="manifest.c2pa"'},
+@router.post(
+    "/matches/byBinding",
+    response_model=SoftBindingQueryResult,
+    tags=["soft binding"],
+    summary="C2PA manifest ids for a soft binding, value in the body",
+)
+def matches_by_large_binding(
+    query: SoftBindingQuery,
+    verifier: Verified,
+    max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
+) -> SoftBindingQueryResult:
+    return _matches(verifier, query.alg, query.value, max_results)
+
+
+@router.post(
+    "/matches/byContent",
+    response_model=SoftBindingQueryResult,
+    tags=["soft binding"],
+    summary="C2PA manifest ids for a video: the service reads its watermark",
+)
+async def matches_by_content(
+    request: Request,
+    verifier: Verified,
+    alg: Annotated[str | None, Query(description="Soft-binding algorithm to read")] = None,
+    max_results: Annotated[int, Query(alias="maxResults", ge=1, le=100)] = 10,
+) -> SoftBindingQueryResult:
+    """The request body is the video itself (Content-Type video/*)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if not media_type.startswith("video/"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be a video (Content-Type video/*), not {media_type or 'none'}",
         )
+    watermark = verifier.watermark
+    if alg is not None and alg != watermark.soft_binding_alg:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"alg {alg!r} is not read here; supported: {watermark.soft_binding_alg}",
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload"
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                out.write(chunk)
+        if path.stat().st_size == 0:
+            raise HTTPException(UNPROCESSABLE, "the body is empty")
+        try:
+            reading = await run_in_threadpool(
+                lambda: watermark.detect(iter_frames(path, 240, format=watermark.input_format))
+            )
+        except VideoError as exc:
+            raise HTTPException(UNPROCESSABLE, f"body: {_strip_path(exc, path)}") from exc
+    if not reading.detected or reading.payload is None:
+        return SoftBindingQueryResult(matches=[])
+    value = soft_binding_value(reading.payload, reading.key_id)
+    return _matches(verifier, watermark.soft_binding_alg, value, max_results)
 
-    @router.get(
-        "/services/supportedAlgorithms",
-        response_model=SoftBindingAlgList,
-        tags=["soft binding"],
-        summary="Soft-binding algorithms this service resolves",
+
+@router.get(
+    "/manifests/{manifestId}",
+    tags=["soft binding"],
+    response_class=Response,
+    responses={200: {"content": {"application/c2pa": {}}}, 404: {"description": "unknown manifest"}},
+    summary="The C2PA manifest store of a released video",
+)
+def manifest_by_id(
+    verifier: Verified,
+    manifest_id: Annotated[str, PathParam(alias="manifestId")],
+    return_active_manifest: Annotated[bool, Query(alias="returnActiveManifest")] = False,
+) -> Response:
+    """The whole manifest store (the active manifest with its ingredients' manifests), as it was
+    embedded in the released file. `returnActiveManifest` is accepted; the store is returned
+    either way, since a C2PA manifest cannot be validated without the store it belongs to."""
+    try:
+        store = verifier.store.manifest_store(manifest_id) if verifier.store is not None else None
+    except AuditError as exc:  # the stored bytes no longer match their hash: never serve them
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
+    if store is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no manifest {manifest_id!r}")
+    return Response(
+        store,
+        media_type="application/c2pa",
+        headers={"Content-Disposition": 'attachment; filename="manifest.c2pa"'},
     )
-    def supported_algorithms(verifier: Dep) -> SoftBindingAlgList:
-        return SoftBindingAlgList(watermarks=[SoftBindingAlg(alg=verifier.watermark.soft_binding_alg)])
 
-    return router
+
+@router.get(
+    "/services/supportedAlgorithms",
+    response_model=SoftBindingAlgList,
+    tags=["soft binding"],
+    summary="Soft-binding algorithms this service resolves",
+)
+def supported_algorithms(verifier: Verified) -> SoftBindingAlgList:
+    return SoftBindingAlgList(watermarks=[SoftBindingAlg(alg=verifier.watermark.soft_binding_alg)])
 
 
 @contextmanager

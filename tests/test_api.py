@@ -16,6 +16,7 @@ def test_health(client):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+@pytest.mark.slow
 def test_verify_upload_reports_trusted_manifest_and_record(client, released):
     with released.output.open("rb") as f:
         r = client.post("/v1/verify", files={"file": ("boat.mp4", f, "video/mp4")})
@@ -42,7 +43,7 @@ def test_verify_rejects_bad_uploads_with_the_field_named(client, settings):
     assert missing.status_code == 422 and "file" in str(missing.json()["detail"])
 
 
-def test_verify_upload_limit(settings, released):
+def test_verify_upload_limit(settings):
     small = settings.model_copy(update={"max_upload_mb": 1})
     with TestClient(create_app(small)) as c:
         big = b"\0" * (1024 * 1024 + 10)

@@ -324,6 +324,7 @@ def _cli(env, *args):
     )
 
 
+@pytest.mark.slow
 def test_cli_keys_db_upgrade_checkpoint_and_verify(tmp_path):
     env = {"HALLMARK_DATA_DIR": str(tmp_path), "PATH": "", "HALLMARK_AUDIT_CHECKPOINT_EVERY": "2"}
     up = _cli(env, "db", "upgrade")
@@ -382,6 +383,7 @@ def test_writers_in_separate_processes_keep_one_intact_chain(url):
     store.dispose()
 
 
+@pytest.mark.slow
 def test_hallmark_serve_answers_over_real_http(tmp_path, hallmark_server):
     import httpx
 

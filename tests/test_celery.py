@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from audit.jobs import JobStore
 from audit.keys import create_key
 from hallmark.app import create_app
 from hallmark.compose import open_store
 from hallmark.settings import Settings
+from jobs.store import JobStore
+
+pytestmark = pytest.mark.slow  # a Celery worker process and full generations
 
 REDIS = os.environ.get("HALLMARK_TEST_REDIS", "redis://127.0.0.1:6379")
 

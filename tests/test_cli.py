@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test starts `hallmark` processes that load the models
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):

@@ -60,6 +60,7 @@ def test_data_set_formats(tmp_path, shared_data):
         load_prompts(odd)
 
 
+@pytest.mark.slow
 def test_hallmark_eval_prompts_end_to_end(tmp_path):
     from moderation import HeadWeights
     from policy import Policy

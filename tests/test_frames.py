@@ -56,6 +56,7 @@ def test_frame_verdict_keeps_every_frame_score_and_the_frames_that_fired():
     }
 
 
+@pytest.mark.slow
 def test_released_record_keeps_per_frame_scores_and_still_verifies(released, pipeline):
     record = pipeline.audit.get(released.generation_id)
     frames = [v for v in pipeline.audit.verdicts(record.seq) if v.stage == "frames"]
@@ -105,6 +106,7 @@ def _natural_images():
     return out
 
 
+@pytest.mark.slow
 def test_calibrate_frames_writes_thresholds_that_reproduce_the_target_rate(tmp_path):
     natural = _natural_images()
     negative = _images(tmp_path / "negative", natural[:30])
@@ -158,6 +160,7 @@ def test_calibrate_frames_writes_thresholds_that_reproduce_the_target_rate(tmp_p
     assert again.returncode == 1 and "exists" in again.stderr
 
 
+@pytest.mark.slow
 def test_calibrate_frames_refuses_bad_input(tmp_path):
     env = {**os.environ, "HALLMARK_DATA_DIR": str(tmp_path / "d"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     images = _images(tmp_path / "some", _natural_images()[:3])

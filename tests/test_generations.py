@@ -15,12 +15,12 @@ import pytest
 from conftest import natural_frames
 from fastapi.testclient import TestClient
 
-from audit.jobs import JobDraft, JobStore, Limits
 from audit.keys import create_key
-from generator.jobs import JobSettings, recover, run_job
 from hallmark.app import create_app
 from hallmark.compose import open_store
 from hallmark.settings import Settings
+from jobs.runner import JobSettings, recover, run_job
+from jobs.store import JobDraft, JobStore, Limits
 from provenance import verify
 
 SMALL = {"height": 128, "aspect_ratio": "square", "duration_s": 1}  # 8 frames of 128x128: quick
@@ -74,6 +74,7 @@ def wait_for(client, url, headers, states=("succeeded", "failed", "cancelled"), 
     raise AssertionError(f"job never reached {states}: {body}")
 
 
+@pytest.mark.slow
 def test_a_generation_from_request_to_signed_video(service, pipeline, trust_anchors):
     client, keys, store = service
     r = client.post(
@@ -133,6 +134,7 @@ def test_tier_limits_and_request_fields_are_named(service):
     assert too_long.status_code == 422 and "field 'prompt'" in too_long.json()["detail"]
 
 
+@pytest.mark.slow
 def test_roles_and_tenants(service):
     client, keys, _ = service
     assert client.post("/v1/generations", json={"prompt": "a boat"}).status_code == 401
@@ -150,6 +152,7 @@ def test_roles_and_tenants(service):
     wait_for(client, job["links"]["self"], keys["free"])
 
 
+@pytest.mark.slow
 def test_idempotent_retry_returns_the_same_job(service):
     client, keys, _ = service
     body = {"prompt": "a kite over a beach", "user": "u-idem", **SMALL}
@@ -162,6 +165,7 @@ def test_idempotent_retry_returns_the_same_job(service):
     wait_for(client, first.json()["links"]["self"], keys["free"])
 
 
+@pytest.mark.slow
 def test_concurrency_and_monthly_quotas_answer_429(service, settings, pipeline, tmp_path):
     client, keys, store = service
     body = {"prompt": "rain on a window", "user": "u-busy", **SMALL}
@@ -180,7 +184,7 @@ def test_concurrency_and_monthly_quotas_answer_429(service, settings, pipeline, 
     now = dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.UTC)
     jobs.create(draft, limits, now=now)
     jobs.create(draft, limits, now=now)
-    from audit.jobs import QuotaExceeded
+    from jobs.store import QuotaExceeded
 
     with pytest.raises(QuotaExceeded) as refused:
         jobs.create(draft, limits, now=now)
@@ -190,6 +194,7 @@ def test_concurrency_and_monthly_quotas_answer_429(service, settings, pipeline, 
     assert jobs.create(draft, limits, now=dt.datetime(2026, 12, 1, 0, 1, tzinfo=dt.UTC))[1], "a new month"
 
 
+@pytest.mark.slow
 def test_monthly_quota_over_http_says_when_it_resets(settings, pipeline, tmp_path):
     from policy import Policy
 
@@ -216,34 +221,79 @@ def test_monthly_quota_over_http_says_when_it_resets(settings, pipeline, tmp_pat
     store.dispose()
 
 
-def test_cancelling_a_queued_and_a_running_job(service):
-    client, keys, store = service
-    slow = {
-        "prompt": "a slow sunrise over hills",
-        "user": "u-cancel",
-        "height": 128,
-        "aspect_ratio": "square",
-        "duration_s": 2,
-    }
-    running = client.post("/v1/generations", json=slow, headers=keys["free"]).json()
-    queued = client.post(
-        "/v1/generations", json={**slow, "prompt": "a second sunrise"}, headers=keys["free"]
-    ).json()
-    cancelled = client.post(queued["links"]["cancel"], headers=keys["free"]).json()
-    assert cancelled["state"] == "cancelled", cancelled
-    record = store.get(cancelled["request_id"])
-    assert record.status == "cancelled" and record.blocked_stage == "queue"
-    wait_for(client, running["links"]["self"], keys["free"], states=("running",))
-    client.post(running["links"]["cancel"], headers=keys["free"])
-    stopped = wait_for(client, running["links"]["self"], keys["free"])
-    assert stopped["state"] in ("cancelled", "succeeded"), stopped  # it may have finished first
-    if stopped["state"] == "cancelled":
-        assert store.get(stopped["request_id"]).status == "cancelled"
-    again = client.post(running["links"]["cancel"], headers=keys["free"])
-    assert again.status_code in (200, 409)
-    assert client.get(cancelled["links"]["self"] + "/video", headers=keys["free"]).status_code == 409
+class HeldBackend:
+    """The real backend, held after its first denoising step until the test lets it go: a job on
+    it is running, mid-generation, for as long as the test needs."""
+
+    def __init__(self, backend) -> None:
+        import threading
+
+        self._backend = backend
+        self.name, self.version = backend.name, backend.version
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    @property
+    def accepts_image(self) -> bool:
+        return self._backend.accepts_image
+
+    def generate(self, spec, on_step=None):
+        def step(done: int, total: int) -> None:
+            on_step(done, total)  # the pipeline's progress report: the heartbeat and the cancel check
+            if done == 1:
+                self.reached.set()
+                self.release.wait(timeout=120)
+
+        return self._backend.generate(spec, on_step=step)
 
 
+def test_cancelling_a_queued_and_a_running_job(variant, settings, tmp_path):
+    """The running job is held after its first step (HeldBackend), so the cancel always arrives
+    while it generates: it must end cancelled, not finish, and its audit record must say so."""
+    held = variant.backend = HeldBackend(variant.backend)
+    own = settings.model_copy(update={"data_dir": tmp_path / "data", "job_lease_s": 3})  # beats every 1 s
+    store = variant.audit = open_store(own)
+    _, key = create_key(store, "generator", "acme-cancel", tenant="acme")
+    headers = {"Authorization": f"Bearer {key}"}
+    slow = {"prompt": "a slow sunrise over hills", "user": "u-cancel", **SMALL}
+    with TestClient(create_app(own, pipeline=variant)) as client:
+        try:
+            running = client.post("/v1/generations", json=slow, headers=headers).json()
+            queued = client.post(
+                "/v1/generations", json={**slow, "prompt": "a second sunrise"}, headers=headers
+            ).json()
+            assert held.reached.wait(120), "the first job never reached its first denoising step"
+            cancelled = client.post(queued["links"]["cancel"], headers=headers).json()
+            assert cancelled["state"] == "cancelled", cancelled
+            record = store.get(cancelled["request_id"])
+            assert record.status == "cancelled" and record.blocked_stage == "queue"
+
+            url = running["links"]["self"]
+            deadline = time.monotonic() + 30
+            while (job := client.get(url, headers=headers).json())["stage"] != "generate":
+                assert time.monotonic() < deadline and job["state"] in ("queued", "running"), job
+                time.sleep(0.1)
+            assert job["state"] == "running" and 0 < job["progress"] < 1, job
+            asked = client.post(running["links"]["cancel"], headers=headers).json()
+            assert asked["state"] == "running" and asked["cancel_requested"], asked
+            # Progress reaches the database at most twice a second: after this wait, the next step's
+            # report reads the cancel request.
+            time.sleep(0.6)
+            held.release.set()
+            stopped = wait_for(client, url, headers)
+        finally:
+            held.release.set()  # never leave the worker thread waiting
+        assert stopped["state"] == "cancelled", stopped
+        record = store.get(stopped["request_id"])
+        assert (record.status, record.blocked_stage) == ("cancelled", "generate"), record
+        assert record.output_sha256 is None and record.manifest_label is None
+        again = client.post(running["links"]["cancel"], headers=headers)
+        assert again.status_code == 200 and again.json()["state"] == "cancelled", again.text
+        assert client.get(url + "/video", headers=headers).status_code == 409
+        assert client.get(cancelled["links"]["self"] + "/video", headers=headers).status_code == 409
+    store.dispose()
+
+
+@pytest.mark.slow
 def test_a_job_whose_worker_died_is_run_again_and_recorded_once(service, pipeline, settings, tmp_path):
     _, _, store = service
     jobs = JobStore(store)
@@ -291,6 +341,7 @@ def test_logs_are_json_without_prompts(capsys):
     assert json.loads(JsonFormatter(log_prompts=True).format(record))["prompt"] == "secret prompt"
 
 
+@pytest.mark.slow
 def test_an_input_image_is_checked_and_carried(service):
     from PIL import Image
 
@@ -311,6 +362,7 @@ def test_an_input_image_is_checked_and_carried(service):
     assert store.content(record.seq).input_image_sha256
 
 
+@pytest.mark.slow
 def test_hallmark_serve_loads_at_start_up_and_generates_over_real_http(tmp_path, hallmark_server):
     import httpx
 
@@ -337,6 +389,7 @@ def test_hallmark_serve_loads_at_start_up_and_generates_over_real_http(tmp_path,
     store.dispose()
 
 
+@pytest.mark.slow
 def test_a_taken_over_run_loses_its_lease_and_a_recorded_job_is_not_run_again(service, pipeline, tmp_path):
     """Two runs of one job: only the one holding the lease may report or record. And a job whose
     record exists (its worker died after recording) is finished from that record, not rerun."""
@@ -351,9 +404,11 @@ def test_a_taken_over_run_loses_its_lease_and_a_recorded_job_is_not_run_again(se
     assert not jobs.heartbeat(job.id, first.job.attempts, 0.5, "generate").held, "the first run lost it"
     assert jobs.heartbeat(job.id, second.job.attempts, 0.5, "generate").held
 
-    from generator.jobs import to_request
+    from jobs.runner import to_request
 
-    result = pipeline(to_request(second.job, second.inputs, tmp_path, 1 << 24))  # records, then "dies"
+    result = pipeline(
+        to_request(second.job, second.inputs, tmp_path, pipeline.policy)
+    )  # records, then "dies"
     assert result.released and jobs.get(job.id).state == "running"
     time.sleep(1.2)
     assert run_job(pipeline, jobs, job.id, options) == "succeeded"

@@ -44,6 +44,7 @@ def test_clip_filter_loads_a_local_checkpoint_and_reports_it_calibrated(tmp_path
     assert verdict.calibrated
 
 
+@pytest.mark.slow
 def test_configured_signing_chain_replaces_the_dev_chain(tmp_path, released):
     from hallmark.compose import signing_material, trust_anchors_pem
     from hallmark.settings import Settings

@@ -121,7 +121,7 @@ def test_the_policy_rejects_a_share_outside_zero_to_one(share):
 
 
 def test_a_refusal_by_the_overall_score_names_the_category_in_its_reason_and_record(pipeline, tmp_path):
-    from generator.pipeline import GenerationRequest
+    from generator import GenerationRequest
 
     out = tmp_path / "never.mp4"
     result = pipeline(

@@ -110,7 +110,7 @@ def test_known_unsafe_prompts_are_blocked_in_their_category(stage):
         verdicts = screen(stage, prompt)
         assert category in blocked(verdicts), (prompt, [(v.category, round(v.score, 3)) for v in verdicts])
         verdict = next(v for v in verdicts if v.category == category and v.classifier == "hallmark-prompt")
-        assert verdict.classifier == "hallmark-prompt" and verdict.score >= verdict.threshold
+        assert verdict.action is Action.block and verdict.score >= verdict.threshold, verdict.detail
         assert "view: as written" in verdict.detail
 
 
@@ -262,6 +262,7 @@ def test_questions_about_harm_are_told_apart_from_requests_for_it(stage):
     assert_told_apart(stage, pairs)
 
 
+@pytest.mark.slow
 def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
     env = {
         **os.environ,
@@ -341,6 +342,7 @@ def test_train_command_rebuilds_a_head_deterministically(shared_data, tmp_path):
     assert exists.returncode == 1 and "exists" in exists.stderr
 
 
+@pytest.mark.slow
 def test_training_can_leave_examples_out_of_both_the_heads_and_the_calibration(shared_data, stage):
     """What bench/generalisation.py relies on: a left-out prompt is in no split, and the weights
     trained without it have not seen it, nor a wrapped copy of it."""
@@ -509,5 +511,6 @@ def test_a_request_anywhere_in_a_long_prompt_is_read(stage):
         verdicts = screen(stage, text)
         assert "violence" in blocked(verdicts), text[:80]
         top = next(v for v in verdicts if v.category == "violence" and v.classifier == "hallmark-prompt")
+        assert top.action is Action.block, top.detail  # the model blocks it, not only another classifier
         assert "view: passage" in top.detail or "view: as written" in top.detail
     assert not blocked(screen(stage, filler))

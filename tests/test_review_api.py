@@ -455,6 +455,7 @@ def test_openapi_documents_the_review_api_and_the_page_is_served(review):
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
 
+@pytest.mark.slow
 def test_a_real_release_has_its_video_and_thumbnails(settings, released):
     from PIL import Image
 

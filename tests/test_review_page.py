@@ -12,6 +12,8 @@ from audit.keys import create_key
 from hallmark.compose import open_store
 from hallmark.settings import Settings
 
+pytestmark = pytest.mark.slow  # a browser and a `hallmark serve` process
+
 
 @pytest.fixture
 def browser():

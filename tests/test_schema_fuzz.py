@@ -12,6 +12,8 @@ from audit.keys import create_key  # noqa: E402
 from hallmark.app import create_app  # noqa: E402
 from hallmark.compose import open_store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # builds a pipeline and runs the generations the fuzzer gets accepted
+
 
 @pytest.fixture(scope="module")
 def fuzz_service(tmp_path_factory, settings, pipeline):

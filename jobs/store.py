@@ -1,5 +1,8 @@
 """Generation jobs in the database: state, quotas, idempotency, leases.
 
+The job tables are defined with the rest of the schema (audit/models.py: one database, one
+migration history); this module is the only one that reads or writes them.
+
 A job row is created, with its per-user quota checked, in one serialised transaction (SQLite:
 the store's BEGIN IMMEDIATE writer; PostgreSQL: an advisory lock per tenant and user), so
 concurrent requests cannot overrun a quota. Workers `claim` a job before running it: a job
@@ -14,6 +17,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -23,9 +27,18 @@ from audit import chain
 from audit.models import GenerationJob, GenerationRecord, JobInput
 from audit.store import AuditError, AuditStore
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL = ("succeeded", "failed", "cancelled")
-ACTIVE = ("queued", "running")
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+STATES = tuple(JobState)
+FINAL = (JobState.succeeded, JobState.failed, JobState.cancelled)
+ACTIVE = (JobState.queued, JobState.running)
 
 
 class JobNotFound(AuditError):
@@ -144,7 +157,7 @@ class JobStore:
                 "user": draft.user,
                 "key_id": draft.key_id,
                 "tier": draft.tier,
-                "state": "queued",
+                "state": JobState.queued,
                 "progress": 0.0,
                 "idempotency_key": draft.idempotency_key,
                 "request_sha256": draft.request_sha256,
@@ -210,7 +223,7 @@ class JobStore:
                     & ~J.generation_id.in_(select(GenerationRecord.generation_id))
                 )
             ).all()
-            queued = [r.id for r in stale if r.state == "queued"]
+            queued = [r.id for r in stale if r.state == JobState.queued]
             if queued:
                 conn.execute(update(J).where(J.id.in_(queued)).values(heartbeat_at=now))
         return [GenerationJob(**r._mapping) for r in [*stale, *unrecorded]]
@@ -226,7 +239,7 @@ class JobStore:
                 return None
             touched = job.heartbeat_at or job.started_at
             lease = chain.utc(touched) if touched is not None else None
-            if job.state == "running" and lease is not None and now - lease < stale_after:
+            if job.state == JobState.running and lease is not None and now - lease < stale_after:
                 return None
             inputs = conn.execute(select(JobInput).where(JobInput.job_id == job_id)).first()
             inputs = JobInput(**inputs._mapping) if inputs else None
@@ -236,16 +249,21 @@ class JobStore:
             conn.execute(
                 update(GenerationJob)
                 .where(GenerationJob.id == job_id)
-                .values(state="running", attempts=job.attempts + 1, started_at=now, heartbeat_at=now)
+                .values(state=JobState.running, attempts=job.attempts + 1, started_at=now, heartbeat_at=now)
             )
-            job.state, job.attempts, job.started_at, job.heartbeat_at = "running", job.attempts + 1, now, now
+            job.state, job.attempts, job.started_at, job.heartbeat_at = (
+                JobState.running,
+                job.attempts + 1,
+                now,
+                now,
+            )
         return Claim(job, inputs)
 
     def heartbeat(self, job_id: str, attempt: int, progress: float, stage: str | None) -> Lease:
         """Record progress and renew the lease of the run that claimed `attempt`. Says whether the
         job is still this run's, and whether its cancellation was requested."""
         J = GenerationJob
-        mine = (J.id == job_id) & (J.state == "running") & (J.attempts == attempt)
+        mine = (J.id == job_id) & (J.state == JobState.running) & (J.attempts == attempt)
         with self.store.engine.begin() as conn:
             held = (
                 conn.execute(
@@ -271,7 +289,7 @@ class JobStore:
                 "output_path": output_path,
                 "finished_at": utcnow(),
             }
-            if state == "succeeded":
+            if state == JobState.succeeded:
                 values["progress"] = 1.0
             conn.execute(update(GenerationJob).where(GenerationJob.id == job_id).values(**values))
             conn.execute(delete(JobInput).where(JobInput.job_id == job_id))
@@ -284,20 +302,20 @@ class JobStore:
             if job is None:
                 raise JobNotFound(f"no job {job_id!r}")
             inputs = None
-            if job.state == "queued":
+            if job.state == JobState.queued:
                 conn.execute(
                     update(GenerationJob)
                     .where(GenerationJob.id == job_id)
-                    .values(state="cancelled", cancel_requested=True, finished_at=utcnow())
+                    .values(state=JobState.cancelled, cancel_requested=True, finished_at=utcnow())
                 )
                 found = conn.execute(select(JobInput).where(JobInput.job_id == job_id)).first()
                 inputs = JobInput(**found._mapping) if found else None
-                job.state = "cancelled"
-            elif job.state == "running":
+                job.state = JobState.cancelled
+            elif job.state == JobState.running:
                 conn.execute(
                     update(GenerationJob).where(GenerationJob.id == job_id).values(cancel_requested=True)
                 )
-            if job.state in ("cancelled", "running"):
+            if job.state in (JobState.cancelled, JobState.running):
                 job.cancel_requested = True
         return job, inputs
 

@@ -1,42 +1,43 @@
-"""Generation jobs: the request a platform sends, the queue, and running one job to its end.
+"""Running generation jobs: submit, run, cancel, recover, with a heartbeat on every running job.
 
-    submit: validate -> gate (tier limits, prompt, image; a refusal is recorded) -> quota -> queue
+    submit: check -> gate (prompt, image; a refusal is recorded) -> quota -> queue
     run:    claim (lease) -> pipeline (which writes the one audit record) -> final state
 
-The queue is in-process (a worker thread; the embedded default) or Celery on Redis (`hallmark
-worker`); either way it carries job ids only, and `run_job` is the same code. The database is
-the source of truth: a job whose worker died is claimed again once its lease lapses, and
-`recover` requeues what a crash left behind.
+The queue (jobs/queues.py) carries job ids only, and `run_job` is the same code whichever queue
+runs it. The database is the source of truth: a job whose worker died is claimed again once its
+lease lapses, and `recover` requeues what a crash left behind.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-import numpy as np
-
-from audit.jobs import Claim, JobDraft, JobStore, Lease, Limits
-from audit.models import GenerationJob, JobInput
+from audit.models import GenerationJob, JobInput, Outcome
 from audit.store import AuditError
-from generator import metrics
-from generator.pipeline import Abandoned, Cancelled, GenerationRequest, GenerationResult, GuardedPipeline
-from provenance import Ingredient
+from generator.pipeline import STAGES, Abandoned, Cancelled, GenerationResult, GuardedPipeline
+from generator.request import GenerationRequest, RequestRefused, read_image
+from jobs import metrics
+from jobs.store import ACTIVE, Claim, JobDraft, JobState, JobStore, Lease, Limits
+from policy import Policy
 
 log = logging.getLogger("hallmark.jobs")
 
-ASPECTS = {"landscape": (16, 9), "portrait": (9, 16), "square": (1, 1)}
-FINAL_STATE = {"released": "succeeded", "blocked": "failed", "error": "failed", "cancelled": "cancelled"}
+# The job state that each outcome of the pipeline gives a job.
+FINAL_STATE = {
+    Outcome.released: JobState.succeeded,
+    Outcome.blocked: JobState.failed,
+    Outcome.refused: JobState.failed,
+    Outcome.error: JobState.failed,
+    Outcome.cancelled: JobState.cancelled,
+}
 
 
 class JobQueue(Protocol):
@@ -52,14 +53,6 @@ class JobSettings:
     steps: int = 8
 
 
-def frame_size(height: int, aspect: str) -> tuple[int, int]:
-    """(width, height) for a short side and an aspect ratio, both multiples of 8."""
-    a, b = ASPECTS[aspect]
-    short = height - height % 8
-    long = int(round(short * max(a, b) / min(a, b) / 8)) * 8
-    return (long, short) if a > b else (short, long) if a < b else (short, short)
-
-
 def request_digest(fields: dict, image: bytes | None) -> str:
     """What an idempotent retry must repeat exactly."""
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
@@ -67,31 +60,21 @@ def request_digest(fields: dict, image: bytes | None) -> str:
     return digest.hexdigest()
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """RGB pixels of an uploaded image; ValueError for anything else or anything too large."""
-    from PIL import Image, UnidentifiedImageError
-
-    Image.MAX_IMAGE_PIXELS = None  # checked below, before decoding
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > max_pixels:
-                raise ValueError(f"{img.width}x{img.height} is larger than the policy's {max_pixels} pixels")
-            return np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image: {exc}") from exc
-
-
-def to_request(job: GenerationJob, inputs: JobInput, artifacts: Path, max_pixels: int) -> GenerationRequest:
+def to_request(
+    job: GenerationJob, inputs: JobInput, artifacts: Path, policy: Policy, read_pixels: bool = True
+) -> GenerationRequest:
+    """The request a job was queued with (RequestRefused if its image no longer passes the
+    policy). `read_pixels=False` leaves the image out, to record a job that never ran whatever
+    its image holds."""
     params = json.loads(job.params)
-    image = ingredient = None
-    if inputs.image is not None:
-        image = decode_image(inputs.image, max_pixels)
-        ingredient = Ingredient(inputs.image, inputs.image_type or "image/png", inputs.image_name or "input")
+    image = None
+    if inputs.image is not None and read_pixels:
+        image = read_image(inputs.image, policy, inputs.image_name or "input")
     return GenerationRequest(
         prompt=inputs.prompt,
         output=artifacts / f"{job.id}.mp4",
-        image=image,
-        image_file=ingredient,
+        image=image.pixels if image else None,
+        image_file=image.ingredient if image else None,
         num_frames=params["num_frames"],
         height=params["height"],
         width=params["width"],
@@ -107,26 +90,37 @@ def to_request(job: GenerationJob, inputs: JobInput, artifacts: Path, max_pixels
     )
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What `submit` did: refused the request (recorded), or queued a job (or found the one an
+    earlier request with the same idempotency key made: `created` is False)."""
+
+    refusal: GenerationResult | None = None
+    job: GenerationJob | None = None
+    created: bool = False
+
+
 def submit(
     pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, draft: JobDraft, request: GenerationRequest
-) -> tuple[GenerationResult | None, GenerationJob | None, bool]:
-    """Gate a request and queue it. Returns (refusal, None, False) when the gate refused it (the
-    refusal is recorded), else (None, job, created); raises QuotaExceeded or IdempotencyConflict."""
+) -> Submission:
+    """Gate a request and queue it; raises QuotaExceeded or IdempotencyConflict."""
     tier = pipeline.policy.tier(draft.tier)
     refusal = pipeline.gate(request)
     if refusal is not None:
-        return refusal, None, False
+        return Submission(refusal=refusal)
     job, created = jobs.create(draft, Limits(tier.generations_per_month, tier.concurrent_jobs))
     if created:
         queue.submit(job.id)
-    return None, job, created
+    return Submission(job=job, created=created)
 
 
 def cancel(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: JobSettings) -> GenerationJob:
     """Cancel a job. A queued one is recorded as cancelled now; a running one stops at its next step."""
     job, inputs = jobs.request_cancel(job_id)
     if inputs is not None:  # it was queued: nothing will run it, so record it here
-        _record_unrun(pipeline, jobs, job, inputs, settings, "cancelled", "queue", "cancelled before it ran")
+        _record_unrun(
+            pipeline, jobs, job, inputs, settings, Outcome.cancelled, "queue", "cancelled before it ran"
+        )
     return jobs.get(job_id)
 
 
@@ -140,10 +134,10 @@ def run_job(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: Jo
     if _finish_from_record(pipeline, jobs, job):  # an earlier run recorded it, then stopped
         return jobs.get(job.id).state
     if claim.inputs is None:  # inputs are deleted only with a final state: a crash between the two
-        jobs.finish(job.id, "failed", reason="the job's inputs are gone")
-        return "failed"
+        jobs.finish(job.id, JobState.failed, reason="the job's inputs are gone")
+        return JobState.failed
     if claim.exhausted:
-        status = "cancelled" if job.cancel_requested else "error"
+        status = Outcome.cancelled if job.cancel_requested else Outcome.error
         reason = f"gave up after {job.attempts} attempts: its worker stopped each time"
         _record_unrun(pipeline, jobs, job, claim.inputs, settings, status, "worker", reason)
         return FINAL_STATE[status]
@@ -153,10 +147,10 @@ def run_job(pipeline: GuardedPipeline, jobs: JobStore, job_id: str, settings: Jo
 def _run(pipeline: GuardedPipeline, jobs: JobStore, claim: Claim, settings: JobSettings) -> str | None:
     job = claim.job
     try:
-        request = to_request(job, claim.inputs, settings.artifacts, pipeline.policy.image.max_pixels)
-    except ValueError as exc:
-        _record_unrun(pipeline, jobs, job, claim.inputs, settings, "error", "request", str(exc))
-        return "failed"
+        request = to_request(job, claim.inputs, settings.artifacts, pipeline.policy)
+    except RequestRefused as exc:  # the policy changed since it was queued
+        _record_unrun(pipeline, jobs, job, claim.inputs, settings, Outcome.refused, "request", str(exc))
+        return JobState.failed
     started = time.monotonic()
     beat = _Heartbeat(jobs, job.id, job.attempts, settings.lease / 3)
 
@@ -201,8 +195,10 @@ def _finish_from_record(pipeline: GuardedPipeline, jobs: JobStore, job: Generati
     record = pipeline.audit.get(job.generation_id)
     if record is None:
         return False
-    output = record.output_path if record.status == "released" else None
-    jobs.finish(job.id, FINAL_STATE.get(record.status, "failed"), reason=record.reason, output_path=output)
+    output = record.output_path if record.status == Outcome.released else None
+    jobs.finish(
+        job.id, FINAL_STATE.get(record.status, JobState.failed), reason=record.reason, output_path=output
+    )
     return True
 
 
@@ -254,30 +250,17 @@ def _record_unrun(
     job: GenerationJob,
     inputs: JobInput,
     settings: JobSettings,
-    status: str,
+    status: Outcome,
     stage: str,
     reason: str,
 ) -> None:
     """Record a job that ends without running (a bad image must not stop the record)."""
     if _finish_from_record(pipeline, jobs, job):
         return
-    params = json.loads(job.params)
     try:
-        image = decode_image(inputs.image, 1 << 62) if inputs.image is not None else None
-    except ValueError:
-        image = None
-    request = GenerationRequest(
-        prompt=inputs.prompt,
-        output=settings.artifacts / f"{job.id}.mp4",
-        image=image,
-        num_frames=params["num_frames"],
-        height=params["height"],
-        width=params["width"],
-        tenant=job.tenant,
-        user=job.user,
-        tier=job.tier,
-        generation_id=job.generation_id,
-    )
+        request = to_request(job, inputs, settings.artifacts, pipeline.policy)
+    except RequestRefused:
+        request = to_request(job, inputs, settings.artifacts, pipeline.policy, read_pixels=False)
     try:
         pipeline.record_outcome(request, status, stage, reason)
     except AuditError:
@@ -292,54 +275,11 @@ _WEIGHTS = {"generate": 0.8, "frames": 0.1}
 
 
 def _overall(stage: str, done: int, total: int) -> float:
-    order = [
-        "request",
-        "prompt",
-        "image",
-        "generate",
-        "frames",
-        "visible_watermark",
-        "invisible_watermark",
-        "encode",
-        "sign",
-        "release_check",
-        "audit",
-    ]
+    order = list(STAGES)
     if stage not in order:
         return 0.0
     before = sum(_WEIGHTS.get(s, 0.1 / 9) for s in order[: order.index(stage)])
     return min(1.0, before + _WEIGHTS.get(stage, 0.1 / 9) * (done / total if total else 0.0))
-
-
-class InProcessQueue:
-    """The embedded default: jobs run one at a time on a worker thread of the serving process (a
-    diffusers pipeline is not safe to call from two threads at once, and a GPU runs one generation
-    at a time). A job id already waiting is not queued twice."""
-
-    def __init__(self, run: Callable[[str], object]) -> None:
-        self._run = run
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hallmark-job")
-        self._waiting: set[str] = set()
-        self._lock = threading.Lock()
-
-    def submit(self, job_id: str) -> None:
-        with self._lock:
-            if job_id in self._waiting:
-                return
-            self._waiting.add(job_id)
-        self._pool.submit(self._safe_run, job_id)
-
-    def _safe_run(self, job_id: str) -> None:
-        with self._lock:
-            self._waiting.discard(job_id)
-        try:
-            self._run(job_id)
-        except Exception:  # the job stays running with a lapsing lease: the sweep picks it up
-            log.exception("job failed to run", extra={"job": job_id})
-
-    def shutdown(self) -> None:
-        """Finish the running job; queued ones stay queued in the database for the next start."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def recover(pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, settings: JobSettings) -> list[str]:
@@ -348,12 +288,12 @@ def recover(pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, settings
     found = jobs.unfinished(settings.lease)
     for job in found:
         try:
-            if job.state in ("queued", "running"):
+            if job.state in ACTIVE:
                 queue.submit(job.id)
                 continue
             inputs = jobs.inputs(job.id)
             if inputs is not None:
-                status = "cancelled" if job.state == "cancelled" else "error"
+                status = Outcome.cancelled if job.state == JobState.cancelled else Outcome.error
                 _record_unrun(
                     pipeline,
                     jobs,
@@ -367,6 +307,3 @@ def recover(pipeline: GuardedPipeline, jobs: JobStore, queue: JobQueue, settings
         except Exception:  # one job's trouble must not stop the sweep of the others
             log.exception("recovering a job failed", extra={"job": job.id})
     return [job.id for job in found]
-
-
-QueueKind = Literal["inprocess", "celery"]

@@ -1,0 +1,5 @@
+"""`python -m hallmark.cli`."""
+
+from hallmark.cli import app
+
+app()
