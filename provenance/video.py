@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -29,6 +30,18 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: int = 8, crf: int = 18) -> N
         container.mux(stream.encode())
 
 
+@contextmanager
+def _open_video(path: Path) -> Iterator[av.container.InputContainer]:
+    """The file opened by PyAV, refused unless it holds a video stream."""
+    with av.open(str(path)) as container:
+        kind = container.format.name
+        if kind == "image2" or kind.endswith("_pipe"):  # ffmpeg reads a still image as one frame
+            raise VideoError(f"{path}: an image ({kind.removesuffix('_pipe')}), not a video")
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        yield container
+
+
 def iter_frames(path: Path, max_frames: int | None = None, format: str = "rgb24") -> Iterator[np.ndarray]:
     """Decode the first video stream frame by frame: (H,W,3) RGB, or (H,W) luma with format="gray".
 
@@ -36,12 +49,7 @@ def iter_frames(path: Path, max_frames: int | None = None, format: str = "rgb24"
     """
     count = 0
     try:
-        with av.open(str(path)) as container:
-            kind = container.format.name
-            if kind == "image2" or kind.endswith("_pipe"):  # ffmpeg reads a still image as one frame
-                raise VideoError(f"{path}: an image ({kind.removesuffix('_pipe')}), not a video")
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
+        with _open_video(path) as container:
             container.streams.video[0].thread_type = "AUTO"
             for frame in container.decode(video=0):
                 yield frame.to_ndarray(format=format)
@@ -66,12 +74,7 @@ def thumbnail_strip(path: Path, count: int = 8, height: int = 96) -> bytes:
     from PIL import Image
 
     try:
-        with av.open(str(path)) as container:
-            kind = container.format.name
-            if kind == "image2" or kind.endswith("_pipe"):  # ffmpeg reads a still image as one frame
-                raise VideoError(f"{path}: an image ({kind.removesuffix('_pipe')}), not a video")
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
+        with _open_video(path) as container:
             stream = container.streams.video[0]
             total = stream.frames or 0
             wanted = (
