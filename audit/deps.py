@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from audit.keys import Principal, authenticate
+from audit.keys import Principal, Role, authenticate
 from audit.store import AuditStore
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `hallmark keys create`.")
@@ -51,7 +51,7 @@ Caller = Annotated[Principal, Depends(principal)]
 
 
 def generator(caller: Caller) -> Principal:
-    if caller.role != "generator":
+    if caller.role != Role.generator:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs a generator key; this is a {caller.role} key")
     return caller
 
@@ -65,7 +65,7 @@ def reviewer(caller: Caller) -> Principal:
 
 
 def admin(caller: Caller) -> Principal:
-    if caller.role != "admin":
+    if caller.role != Role.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs an admin key; this is a {caller.role} key")
     return caller
 

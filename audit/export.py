@@ -148,8 +148,8 @@ def statement_of_reasons(item: dict[str, Any], territorial_scope: tuple[str, ...
     reviewed = [d for d in item["decisions"] if d["decision"] in ("confirm", "overturn")]
     policy = item["policy"]
     facts = (
-        f"Automated screening under policy {policy['name']} version {policy['version']} refused the request at "
-        f"stage '{item['blocked_stage']}': {item['reason'] or 'blocked'}."
+        f"Automated screening under policy {policy['name']} version {policy['version']} refused the "
+        f"request at stage '{item['blocked_stage']}': {item['reason'] or 'blocked'}."
     )
     if blocking:
         facts += (
@@ -159,6 +159,7 @@ def statement_of_reasons(item: dict[str, Any], territorial_scope: tuple[str, ...
     if reviewed:
         facts += f" A human reviewer then decided: {reviewed[-1]['decision']} ({reviewed[-1]['reason']})."
     date = item["created_at"][:10]
+    ground = f"Generation policy {policy['name']} {policy['version']}, category '{category}'"
     statement: dict[str, Any] = {
         "puid": item["generation_id"],
         "decision_visibility": ["DECISION_VISIBILITY_OTHER"],
@@ -168,9 +169,7 @@ def statement_of_reasons(item: dict[str, Any], territorial_scope: tuple[str, ...
             else "generated video withheld: it was never released"
         ),
         "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT",
-        "incompatible_content_ground": f"Generation policy {policy['name']} {policy['version']}, category '{category}'"[
-            :500
-        ],
+        "incompatible_content_ground": ground[:500],
         "incompatible_content_explanation": (item["reason"] or f"blocked in category '{category}'")[:2000],
         "content_type": content_type,
         "category": statement_category,

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy import update
 from sqlmodel import Session, select
@@ -20,7 +21,14 @@ from sqlmodel import Session, select
 from audit.models import ApiKey
 from audit.store import AuditError, AuditStore
 
-ROLES = ("generator", "reviewer", "admin")
+
+class Role(StrEnum):
+    generator = "generator"  # generates, and reads its own tenant's records
+    reviewer = "reviewer"  # reads every record and decides
+    admin = "admin"  # also redacts and manages keys
+
+
+ROLES = tuple(Role)
 PREFIX = "hk_"
 
 
@@ -36,7 +44,7 @@ class Principal:
 
     @property
     def reviews(self) -> bool:
-        return self.role in ("reviewer", "admin")
+        return self.role in (Role.reviewer, Role.admin)
 
 
 def create_key(
@@ -45,11 +53,11 @@ def create_key(
     """Create a key; returns the row and the full key, which is shown once and never stored."""
     if role not in ROLES:
         raise AuditError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if role == "generator" and not tenant:
+    if role == Role.generator and not tenant:
         raise AuditError("a generator key needs a tenant (its records are the only ones it sees)")
     if not name.strip():
         raise AuditError("a key needs a name (who or what uses it)")
-    if tier is not None and role != "generator":
+    if tier is not None and role != Role.generator:
         raise AuditError("only generator keys have a tier")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     row = ApiKey(

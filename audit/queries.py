@@ -256,7 +256,8 @@ def decode_cursor(cursor: str, sort: str, order: str) -> dict[str, Any]:
         raise AuditError("field 'cursor': not a cursor this API returned") from exc
     if (data.get("sort"), data.get("order")) != (sort, order):
         raise AuditError(
-            f"field 'cursor': it belongs to a list sorted by {data.get('sort')} {data.get('order')}, not {sort} {order}"
+            f"field 'cursor': it belongs to a list sorted by {data.get('sort')} {data.get('order')}, "
+            f"not {sort} {order}"
         )
     if sort == "score" and not isinstance(data.get("score"), int | float):
         raise AuditError("field 'cursor': not a cursor this API returned")
@@ -361,17 +362,20 @@ def summary(
         "policy": {"name": row["policy_name"], "version": row["policy_version"]},
         "model": {"id": row["model_id"], "version": row["model_version"]},
         "output_sha256": row["output_sha256"],
-        "watermark": {
-            "payload": row["watermark_payload"],
-            "method": row["watermark_method"],
-            "key_id": row["watermark_key_id"],
-        },
+        "watermark": watermark_view(
+            row["watermark_payload"], row["watermark_method"], row["watermark_key_id"]
+        ),
         "manifest_label": row["manifest_label"],
         "prompt": prompt,
         "input_image_sha256": input_image_sha256,
         "redacted": prompt is None,
         "latest_decision": latest_decision,
     }
+
+
+def watermark_view(payload: str | None, method: str | None, key_id: int | None) -> dict[str, Any]:
+    """The invisible watermark a generation carries, as every report shows it."""
+    return {"payload": payload, "method": method, "key_id": key_id}
 
 
 def detail(store: AuditStore, record: GenerationRecord) -> dict[str, Any]:

@@ -80,7 +80,8 @@ def signing_material(settings: Settings) -> SigningMaterial:
 
 
 def sign_callback(settings: Settings) -> SignCallback | None:
-    """HALLMARK_SIGNING_CALLBACK=package.module:function, a function that signs bytes with a KMS or HSM key."""
+    """HALLMARK_SIGNING_CALLBACK=package.module:function, a function that signs bytes with a KMS or
+    HSM key."""
     if not settings.signing_callback:
         return None
     module_name, _, attribute = settings.signing_callback.partition(":")

@@ -24,7 +24,7 @@ from audit import chain
 from audit.deps import Generator, Store
 from audit.keys import Principal
 from audit.models import GenerationJob, Outcome
-from audit.queries import verdict_view
+from audit.queries import verdict_view, watermark_view
 from generator.pipeline import GenerationResult, GuardedPipeline, new_result, refuse
 from generator.request import (
     GenerationRequest,
@@ -36,8 +36,8 @@ from generator.request import (
     read_image,
 )
 from jobs import metrics
-from jobs.runner import JobQueue, JobSettings, cancel, request_digest, submit
-from jobs.store import FINAL, IdempotencyConflict, JobDraft, JobNotFound, JobState, JobStore, QuotaExceeded
+from jobs.runner import JobQueue, JobSettings, cancel, request_digest, submit, to_draft
+from jobs.store import FINAL, IdempotencyConflict, JobNotFound, JobState, JobStore, QuotaExceeded
 from moderation import first_blocking
 from policy import Policy
 
@@ -170,62 +170,24 @@ def create_generation(
     if tier_name not in policy.tiers:  # the key names a tier the policy no longer has
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"policy {policy.label} has no tier {tier_name!r}")
     image_bytes, image = _image(body.image, policy)
-    fps = config.jobs.fps
-    width, height = frame_size(body.height, body.aspect_ratio)
-    generation = GenerationRequest(
-        prompt=body.prompt,
-        image=image.pixels if image else None,
-        image_file=image.ingredient if image else None,
-        num_frames=max(round(body.duration_s * fps), 1),
-        height=height,
-        width=width,
-        steps=config.jobs.steps,
-        seed=body.seed if body.seed is not None else secrets.randbelow(2**32),
-        fps=fps,
-        tenant=caller.tenant,
-        user=body.user,
-        tier=tier_name,
-        visible_watermark=body.visible_watermark,
-    )
+    generation = _generation_request(body, caller, tier_name, config.jobs, image)
     problems = check(generation, policy)
     if problems:  # refused and recorded before any model loads
         result = new_result(generation, policy, config.model_id, "not loaded")
         refused = refuse(store, policy, result, generation, problems)
         return _refusal(refused, status.HTTP_422_UNPROCESSABLE_CONTENT, _named(problems))
-    draft = JobDraft(
-        tenant=caller.tenant,
-        user=body.user,
+    draft = to_draft(
+        generation,
         key_id=caller.key_id,
-        tier=tier_name,
-        params={
-            "width": generation.width,
-            "height": generation.height,
-            "num_frames": generation.num_frames,
-            "fps": generation.fps,
-            "steps": generation.steps,
-            "seed": generation.seed,
-            "visible_watermark": generation.visible_watermark,
-        },
-        prompt=body.prompt,
         request_sha256=request_digest(body.model_dump(exclude={"image"}), image_bytes),
         image=image_bytes,
-        image_type=image.ingredient.media_type if image else None,
-        image_name="input" if image else None,
         idempotency_key=idempotency_key,
     )
     context = get_context(request)  # the pipeline loads here, on the first accepted request
     try:
         submitted = submit(context.pipeline, context.jobs, context.queue, draft, generation)
     except QuotaExceeded as exc:
-        metrics.QUOTA_REFUSALS.labels(exc.kind).inc()
-        headers = {}
-        if exc.resets_at is not None:
-            seconds = (exc.resets_at - dt.datetime.now(dt.UTC)).total_seconds()
-            headers["Retry-After"] = str(max(1, int(seconds)))
-        body_out = QuotaRefusal(detail=str(exc), kind=exc.kind, limit=exc.limit, resets_at=exc.resets_at)
-        return JSONResponse(
-            body_out.model_dump(mode="json"), status.HTTP_429_TOO_MANY_REQUESTS, headers=headers
-        )
+        return _quota_refusal(exc)
     except IdempotencyConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except Exception as exc:  # the queue could not be told: the sweep hands the job over later
@@ -235,18 +197,20 @@ def create_generation(
             "the job queue is unavailable; retry with the same Idempotency-Key",
         ) from exc
     if submitted.refusal is not None:
-        refusal = submitted.refusal
-        if refusal.status == Outcome.blocked:
-            return _refusal(refusal, status.HTTP_400_BAD_REQUEST)
-        if refusal.status == Outcome.refused:
-            return _refusal(refusal, status.HTTP_422_UNPROCESSABLE_CONTENT)
-        # A classifier that failed is ours, not the client's (fail closed).
-        return _refusal(refusal, status.HTTP_503_SERVICE_UNAVAILABLE)
+        # A classifier that failed is ours, not the client's (fail closed): 503.
+        code = REFUSAL_CODES.get(submitted.refusal.status, status.HTTP_503_SERVICE_UNAVAILABLE)
+        return _refusal(submitted.refusal, code)
     if submitted.created:
         metrics.JOBS_CREATED.labels(tier_name).inc()
     else:
         response.status_code = status.HTTP_200_OK
     return _out(request, submitted.job)
+
+
+REFUSAL_CODES = {
+    Outcome.blocked: status.HTTP_400_BAD_REQUEST,
+    Outcome.refused: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
 
 
 @router.get("/{job_id}", response_model=JobOut, name="get_generation", summary="A job's state and progress")
@@ -301,11 +265,9 @@ def generation_report(job_id: str, store: Store, caller: Generator) -> dict:
         "created_at": _aware(record.created_at).isoformat(),
         "output_sha256": record.output_sha256,
         "flagged": record.flagged,
-        "watermark": {
-            "method": record.watermark_method,
-            "key_id": record.watermark_key_id,
-            "payload": record.watermark_payload,
-        },
+        "watermark": watermark_view(
+            record.watermark_payload, record.watermark_method, record.watermark_key_id
+        ),
         "c2pa_manifest": record.manifest_label,
         "verdicts": [verdict_view(v) for v in store.verdicts(record.seq)],
         "audit_record": record.seq,
@@ -346,6 +308,39 @@ def _own_job(jobs: JobStore, caller: Principal, job_id: str) -> GenerationJob:
     if job is None or job.tenant != caller.tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     return job
+
+
+def _generation_request(
+    body: GenerationCreate, caller: Principal, tier: str, settings: JobSettings, image: InputImage | None
+) -> GenerationRequest:
+    """The request in the pipeline's terms: a duration becomes frames, a short side and an aspect
+    ratio become a frame size."""
+    width, height = frame_size(body.height, body.aspect_ratio)
+    return GenerationRequest(
+        prompt=body.prompt,
+        image=image.pixels if image else None,
+        image_file=image.ingredient if image else None,
+        num_frames=max(round(body.duration_s * settings.fps), 1),
+        height=height,
+        width=width,
+        steps=settings.steps,
+        seed=body.seed if body.seed is not None else secrets.randbelow(2**32),
+        fps=settings.fps,
+        tenant=caller.tenant,
+        user=body.user,
+        tier=tier,
+        visible_watermark=body.visible_watermark,
+    )
+
+
+def _quota_refusal(exc: QuotaExceeded) -> JSONResponse:
+    metrics.QUOTA_REFUSALS.labels(exc.kind).inc()
+    headers = {}
+    if exc.resets_at is not None:
+        seconds = (exc.resets_at - dt.datetime.now(dt.UTC)).total_seconds()
+        headers["Retry-After"] = str(max(1, int(seconds)))
+    body = QuotaRefusal(detail=str(exc), kind=exc.kind, limit=exc.limit, resets_at=exc.resets_at)
+    return JSONResponse(body.model_dump(mode="json"), status.HTTP_429_TOO_MANY_REQUESTS, headers=headers)
 
 
 def _refusal(result: GenerationResult, code: int, detail: str | None = None) -> JSONResponse:

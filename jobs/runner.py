@@ -60,6 +60,37 @@ def request_digest(fields: dict, image: bytes | None) -> str:
     return digest.hexdigest()
 
 
+def to_draft(
+    request: GenerationRequest,
+    key_id: str | None,
+    request_sha256: str,
+    image: bytes | None = None,
+    idempotency_key: str | None = None,
+) -> JobDraft:
+    """The job row for a checked request (`to_request` turns it back into the request)."""
+    return JobDraft(
+        tenant=request.tenant,
+        user=request.user,
+        key_id=key_id,
+        tier=request.tier,
+        params={
+            "width": request.width,
+            "height": request.height,
+            "num_frames": request.num_frames,
+            "fps": request.fps,
+            "steps": request.steps,
+            "seed": request.seed,
+            "visible_watermark": request.visible_watermark,
+        },
+        prompt=request.prompt,
+        request_sha256=request_sha256,
+        image=image,
+        image_type=request.image_file.media_type if request.image_file else None,
+        image_name="input" if image else None,
+        idempotency_key=idempotency_key,
+    )
+
+
 def to_request(
     job: GenerationJob, inputs: JobInput, artifacts: Path, policy: Policy, read_pixels: bool = True
 ) -> GenerationRequest:

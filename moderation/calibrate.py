@@ -76,8 +76,8 @@ class Calibration:
     def comment(self) -> str:
         flag = "" if self.flag is None else f"; flag fpr {self.flag_fpr:.4f} tpr {self.flag_tpr:.4f}"
         return (
-            f"calibrated {datetime.now(UTC):%Y-%m-%d} by hallmark calibrate frames on {self.positives} positive "
-            f"and {self.negatives} negative images with {self.model}: block fpr {self.block_fpr:.4f} "
+            f"calibrated {datetime.now(UTC):%Y-%m-%d} by hallmark calibrate frames on {self.positives} "
+            f"positive and {self.negatives} negative images with {self.model}: block fpr {self.block_fpr:.4f} "
             f"tpr {self.block_tpr:.4f}{flag}"
         )
 

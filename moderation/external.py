@@ -38,7 +38,8 @@ class TransformersTextClassifier:
         missing = [label for label in rule.labels if label not in id2label.values()]
         if missing:
             raise ExternalModelError(
-                f"the prompt model {rule.model!r} has no labels {missing} (it has: {', '.join(id2label.values())})"
+                f"the prompt model {rule.model!r} has no labels {missing} "
+                f"(it has: {', '.join(id2label.values())})"
             )
         self._index = {
             label: next(i for i, name in id2label.items() if name == label) for label in rule.labels

@@ -234,13 +234,14 @@ class PromptModel:
         if missing:
             raise HeadError(
                 f"the policy's categories {missing} have no trained output in the prompt classifier "
-                f"({', '.join(weights.categories)}); retrain it: hallmark train prompt-classifier --policy FILE"
+                f"({', '.join(weights.categories)}); retrain it: "
+                "hallmark train prompt-classifier --policy FILE"
             )
         states, width = encoder.layer_shape
         if max(weights.layers) >= states or len(weights.layers) * width != weights.w1.shape[1]:
             raise HeadError(
-                f"the prompt classifier reads layers {list(weights.layers)} of a {weights.w1.shape[1] // len(weights.layers)}"
-                f"-wide encoder; {encoder.version} has {states - 1} layers of width {width}: "
+                f"the prompt classifier reads layers {list(weights.layers)} of a "
+                f"{weights.w1.shape[1] // len(weights.layers)}-wide encoder; {encoder.version} has {states - 1} layers of width {width}: "
                 "retrain it on this encoder (hallmark train prompt-classifier)"
             )
         self._encoder = encoder

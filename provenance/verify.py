@@ -169,7 +169,8 @@ def _manifest_lines(title: str, m: ManifestReport) -> list[str]:
             f"  signed by {m.signer}" + (f", issued by {m.signer_issuer}" if m.signer_issuer else "")
         )
     lines.append(
-        f"  timestamp {m.timestamp} (timestamp authority; {', '.join(m.timestamp_codes) or 'no timestamp codes'})"
+        f"  timestamp {m.timestamp} "
+        f"(timestamp authority; {', '.join(m.timestamp_codes) or 'no timestamp codes'})"
         if m.timestamp
         else "  timestamp: none (signed without a timestamp authority; the signing time is not attested)"
     )

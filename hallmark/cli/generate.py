@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,17 +13,20 @@ from rich.table import Table
 
 from hallmark.cli.common import EXIT_BLOCKED, EXIT_ERROR, audit_store, console, fail, load_settings
 
+if TYPE_CHECKING:  # importing them loads numpy, PIL and provenance: the CLI starts faster without
+    from generator.request import InputImage, Problem
+
 
 def generate(
     prompt: Annotated[str, typer.Argument(help="What the video should show.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the signed MP4.")],
     image: Annotated[Path | None, typer.Option(help="Input image to start from (screened first).")] = None,
-    frames: Annotated[int, typer.Option(min=8, max=512)] = 16,
-    height: Annotated[int, typer.Option(min=128, max=2160)] = 256,
-    width: Annotated[int, typer.Option(min=128, max=3840)] = 256,
-    steps: Annotated[int, typer.Option(min=1, max=200)] = 8,
+    frames: Annotated[int, typer.Option(help="Number of frames (at least 8).")] = 16,
+    height: Annotated[int, typer.Option(help="Frame height, a multiple of 8.")] = 256,
+    width: Annotated[int, typer.Option(help="Frame width, a multiple of 8.")] = 256,
+    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 8,
     seed: int = 0,
-    fps: Annotated[int, typer.Option(min=1, max=120)] = 8,
+    fps: Annotated[int, typer.Option(help="Frames per second of the MP4.")] = 8,
     policy: Annotated[Path | None, typer.Option(help="Policy TOML file (default: the shipped one).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     tier: Annotated[
@@ -31,10 +34,13 @@ def generate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
-    """Generate a screened, watermarked, C2PA-signed MP4 and write its audit record."""
+    """Generate a screened, watermarked, C2PA-signed MP4 and write its audit record.
+
+    The request is checked first (generator/request.py): a bad one is refused, naming the field,
+    and recorded as refused before any model loads."""
     from generator import GenerationRequest, check
     from generator.pipeline import new_result, refuse
-    from generator.request import Problem, RequestRefused, read_image
+    from generator.request import Problem
     from hallmark.compose import build_pipeline
     from policy import Policy, PolicyError
 
@@ -43,15 +49,7 @@ def generate(
         rules = Policy.load(settings.policy)
     except PolicyError as exc:
         raise fail(str(exc)) from exc
-    problems: list[Problem] = []
-    input_image = None
-    if image is not None:
-        try:
-            input_image = read_image(image.read_bytes(), rules, image.name)
-        except OSError as exc:
-            problems.append(Problem("image", f"{image}: {exc.strerror or exc}"))
-        except RequestRefused as exc:
-            problems += [Problem(p.field, f"{image}: {p.message}") for p in exc.problems]
+    input_image, problems = _read_image(image, rules)
     request = GenerationRequest(
         prompt=prompt,
         output=output,
@@ -69,9 +67,14 @@ def generate(
     problems += check(request, rules)
     if output.exists() and not overwrite:
         problems.append(Problem("output", f"{output} exists; pass --overwrite to replace it"))
-    if problems:  # refused before any model loads, and recorded as refused
-        result = new_result(request, rules, settings.model, "not loaded")
-        refuse(audit_store(settings), rules, result, request, problems)
+    if problems:
+        result = refuse(
+            audit_store(settings),
+            rules,
+            new_result(request, rules, settings.model, "not loaded"),
+            request,
+            problems,
+        )
         if as_json:
             print(json.dumps(_result_json(result, settings), indent=2))
         raise fail(f"{result.reason} (refused; audit record {result.record_id})")
@@ -80,6 +83,41 @@ def generate(
             pipeline = build_pipeline(settings, rules)
     except (PolicyError, OSError, ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from exc
+    result = _run(pipeline, request)
+    if as_json:
+        print(json.dumps(_result_json(result, settings), indent=2))
+    else:
+        _print_result(result, settings)
+    raise typer.Exit(EXIT_CODES[result.status])
+
+
+# The exit code of each outcome: a refusal here is a race (the output appeared while the models
+# loaded), a bad request like any other.
+EXIT_CODES = {
+    "released": 0,
+    "blocked": EXIT_BLOCKED,
+    "refused": 1,
+    "error": EXIT_ERROR,
+    "cancelled": EXIT_ERROR,
+}
+
+
+def _read_image(path: Path | None, rules) -> tuple[InputImage | None, list[Problem]]:
+    """The input image, checked against the policy (the problems name the file)."""
+    from generator.request import Problem, RequestRefused, read_image
+
+    if path is None:
+        return None, []
+    try:
+        return read_image(path.read_bytes(), rules, path.name), []
+    except OSError as exc:
+        return None, [Problem("image", f"{path}: {exc.strerror or exc}")]
+    except RequestRefused as exc:
+        return None, [Problem(p.field, f"{path}: {p.message}") for p in exc.problems]
+
+
+def _run(pipeline, request):
+    """Run the pipeline with a progress bar; an audit write that fails releases nothing."""
     with Progress(
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -94,23 +132,14 @@ def generate(
             bar.update(task, description=stage, completed=done, total=total)
 
         try:
-            result = pipeline(request, progress=on_progress)
+            return pipeline(request, progress=on_progress)
         except Exception as exc:  # the audit write itself failed: nothing was released
             raise fail(f"{type(exc).__name__}: {exc}. Nothing was released.", code=EXIT_ERROR) from exc
 
-    if as_json:
-        print(json.dumps(_result_json(result, settings), indent=2))
-    else:
-        _print_result(result, settings)
-    if result.status == "blocked":
-        raise typer.Exit(EXIT_BLOCKED)
-    if result.status == "refused":  # a race: the output appeared while the models loaded
-        raise typer.Exit(1)
-    if result.status in ("error", "cancelled"):
-        raise typer.Exit(EXIT_ERROR)
-
 
 def _result_json(result, settings) -> dict:
+    from audit.queries import watermark_view
+
     return {
         "generation_id": result.generation_id,
         "status": result.status,
@@ -122,11 +151,9 @@ def _result_json(result, settings) -> dict:
         "policy": result.policy,
         "model": result.model,
         "watermark_payload": result.watermark_payload,
-        "watermark": {
-            "method": result.watermark_method,
-            "key_id": result.watermark_key_id,
-            "payload": result.watermark_payload,
-        },
+        "watermark": watermark_view(
+            result.watermark_payload, result.watermark_method, result.watermark_key_id
+        ),
         "manifest_label": result.manifest_label,
         "warnings": result.warnings,
         "audit": {"database": settings.resolved_database_url, "record_id": result.record_id},
