@@ -93,6 +93,7 @@ class MiniLMEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-norm embeddings, one row per text."""
+        texts = [_encodable(t) for t in texts]
         return np.asarray(self._model.encode(texts, normalize_embeddings=True, batch_size=64))
 
     @property
@@ -108,13 +109,20 @@ class MiniLMEncoder:
         import torch
 
         model = self._model[0].auto_model
+        tokenizer = self._model.tokenizer
         out = np.zeros((len(texts), *self.layer_shape), np.float32)
+        # Tokenised once, truncated as the encoder truncates; each batch is padded to its longest.
+        encoded = tokenizer(
+            [_encodable(t) for t in texts], truncation=True, max_length=self._model.max_seq_length
+        )
         with torch.inference_mode():
-            for rows in length_batches(self._token_counts(texts), batch_size):
-                features = self._model.preprocess([texts[i] for i in rows])
-                features = {
-                    k: features[k].to(self._model.device)
+            for rows in length_batches([len(ids) for ids in encoded["input_ids"]], batch_size):
+                batch = {
+                    k: [encoded[k][i] for i in rows]
                     for k in ("input_ids", "token_type_ids", "attention_mask")
+                }
+                features = {
+                    k: v.to(self._model.device) for k, v in tokenizer.pad(batch, return_tensors="pt").items()
                 }
                 hidden = model(**features, output_hidden_states=True).hidden_states
                 mask = features["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
@@ -122,12 +130,15 @@ class MiniLMEncoder:
                 out[rows] = pooled.float().cpu().numpy()
         return out
 
-    def _token_counts(self, texts: list[str]) -> list[int]:
-        # Truncated as the encoder truncates (and without transformers' warning about longer texts).
-        ids = self._model.tokenizer(texts, truncation=True, max_length=self._model.max_seq_length)[
-            "input_ids"
-        ]
-        return [len(i) for i in ids]
+
+def _encodable(text: str) -> str:
+    """The text as the tokenizer can take it: a lone UTF-16 surrogate (which no UTF-8 text holds,
+    but a Python string can) becomes U+FFFD instead of failing the whole batch."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
 
 
 def length_batches(lengths: list[int], batch_size: int, slack: float = 1.25) -> list[list[int]]:

@@ -136,6 +136,17 @@ def test_hidden_prompts_are_read_and_still_blocked(stage):
     assert "jailbreak" in evasion["wrapper"].detail and "base64" in evasion["base64"].detail
 
 
+def test_a_prompt_that_is_not_valid_text_is_still_read(stage):
+    """A Python string can hold a lone UTF-16 surrogate (the request check refuses one, but
+    `hallmark eval` and library callers reach the classifiers directly): the encoder reads it
+    as U+FFFD and judges the rest, in a batch with other prompts too."""
+    verdicts = screen(stage, "naked \ud800 people having sex")
+    assert any(v.classifier == "hallmark-prompt" and v.action is Action.block for v in verdicts)
+    encoder = next(c for c in stage if isinstance(c, PromptModel)).encoder
+    pools = encoder.layer_pools(["a \ud800 boat", "a boat"])
+    assert pools.shape[0] == 2 and np.isfinite(pools).all()
+
+
 def test_read_prompt_views():
     plain = read_prompt("a cat asleep on a warm windowsill")
     assert plain.texts == ["a cat asleep on a warm windowsill"] and plain.evasion == []
