@@ -29,6 +29,7 @@ from hallmark.compose import (
     build_watermark,
     job_settings,
     open_store,
+    signing_identities,
     trust_anchors_pem,
 )
 from hallmark.settings import Settings
@@ -68,7 +69,8 @@ class Services:
     def _verifier(self) -> Verifier:
         watermark = build_watermark(self.settings)
         limit = self.settings.max_upload_mb * 1024 * 1024
-        return Verifier(trust_anchors_pem(self.settings), watermark, self.store(), limit)
+        signers = signing_identities(self.settings)
+        return Verifier(trust_anchors_pem(self.settings), watermark, self.store(), limit, signers)
 
     def verifier(self) -> Verifier:
         return self._verifier

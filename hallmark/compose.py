@@ -44,6 +44,7 @@ from provenance import (
     load_watermark_keys,
     retired_dev_signers,
 )
+from provenance.identity import spki_sha256
 
 
 def configure_torch(settings: Settings) -> None:
@@ -110,6 +111,26 @@ def retired_signers(settings: Settings) -> list[x509.Certificate]:
     if settings.signing_chain is None:
         return retired_dev_signers(settings.certs_dir)
     return []
+
+
+def signing_identities(settings: Settings) -> list[str]:
+    """The pins (SHA-256 of the key's SubjectPublicKeyInfo) of this deployment's signing keys:
+    the signing chain's leaf, the retired signing certificates and HALLMARK_PINNED_SIGNERS. Only
+    a manifest signed with one of them is "made by this generator"; anyone else's trusted
+    certificate is reported as someone else's."""
+    leaf = x509.load_pem_x509_certificates(signing_material(settings).chain_path.read_bytes())[0]
+    certificates = [leaf, *retired_signers(settings)]
+    if settings.pinned_signers is not None:
+        certificates += x509.load_pem_x509_certificates(settings.pinned_signers.read_bytes())
+    # A bundle may hold whole chains: only signing (end-entity) certificates are pinned.
+    return sorted({spki_sha256(c) for c in certificates if not _is_ca(c)})
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def trust_anchors_pem(settings: Settings) -> str:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     trust_anchors: Path | None = None
     # PEM bundle of signing certificates used before a rotation (their audit checkpoints verify).
     retired_signing_certs: Path | None = None
+    # PEM bundle of other signing certificates whose files count as made by this generator (the
+    # other deployments of one service). Current and retired ones are pinned without it.
+    pinned_signers: Path | None = None
     tsa_url: str | None = None  # RFC 3161 timestamp authority; offline, files are signed without one
 
     # A Soft Binding Resolution API (another Hallmark's /v1) that `hallmark verify` asks for the

@@ -11,7 +11,7 @@ with `max_body_size` of the Verifier's `max_upload_bytes` plus room for a multip
 """
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -40,8 +40,10 @@ class Verifier:
         watermark: VideoWatermark,
         store: AuditStore | None,
         max_upload_bytes: int,
+        signers: Collection[str] = (),
     ) -> None:
         self.trust_anchors_pem = trust_anchors_pem
+        self.signers = frozenset(signers)  # pins of this deployment's signing keys
         self.watermark = watermark
         self.store = store
         self.max_upload_bytes = max_upload_bytes
@@ -102,7 +104,9 @@ def verify_upload(file: UploadFile, verifier: Verified) -> VerificationReport:
     # a plain def: FastAPI runs it in a worker thread, off the event loop
     with _spooled(file.file.read, verifier.max_upload_bytes, "file") as path:
         try:
-            report = verify(path, verifier.trust_anchors_pem, verifier.watermark, verifier.store)
+            report = verify(
+                path, verifier.trust_anchors_pem, verifier.watermark, verifier.store, signers=verifier.signers
+            )
         except VideoError as exc:
             raise HTTPException(UNPROCESSABLE, f"field 'file': {_strip_path(exc, path)}") from exc
     report.file = file.filename or "upload"

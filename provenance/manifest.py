@@ -14,6 +14,7 @@ import c2pa
 import numpy as np
 
 from provenance.certs import SignCallback, SigningMaterial, c2pa_algorithm, check_chain
+from provenance.identity import embedded_store, signer_pin
 from provenance.tilemark import PAYLOAD_BITS
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -256,18 +257,20 @@ class ManifestReading:
     error: str | None = None
     results: dict[str, Any] = field(default_factory=dict)  # c2pa-rs validation results, every code
     manifests: dict[str, Any] = field(default_factory=dict)  # every manifest in the store, by label
+    signer_spki_sha256: str | None = None  # the pin of the key that signed the active manifest
 
 
 def read_manifest(
-    path: Path, trust_anchors_pem: str | None, manifest_store: bytes | None = None
+    path: Path, trust_anchors_pem: str | None, manifest_store: bytes | None = None, fetch_remote: bool = False
 ) -> ManifestReading:
     """Read and validate the manifest in `path`, trusting only `trust_anchors_pem`.
 
     With `manifest_store` (a store recovered from elsewhere), that store is validated against the
-    file instead of whatever the file embeds.
+    file instead of whatever the file embeds. `fetch_remote`: fetch a manifest from the URL the
+    file names (off unless a person asks for it: `hallmark verify --fetch-remote-manifest`).
     """
     try:
-        context = c2pa.Context(c2pa.Settings.from_dict(_reader_settings(trust_anchors_pem)))
+        context = c2pa.Context(c2pa.Settings.from_dict(_reader_settings(trust_anchors_pem, fetch_remote)))
         with (
             context,
             path.open("rb") as stream,
@@ -279,18 +282,56 @@ def read_manifest(
             manifests = json.loads(reader.json()).get("manifests", {})
     except c2pa.C2paError.ManifestNotFound:
         return ManifestReading(False, None, [], None)
-    except (c2pa.C2paError.Other, c2pa.C2paError.NotSupported, c2pa.C2paError.Io) as exc:
+    except (c2pa.C2paError, KeyError, ValueError, TypeError, UnicodeError) as exc:
+        return _unreadable(exc)
+    failures = [
+        f["code"] for f in results.get("activeManifest", {}).get("failure", []) if isinstance(f, dict)
+    ]
+    label = active.get("label") if isinstance(active, dict) else None
+    store = manifest_store if manifest_store is not None else embedded_store(path)
+    return ManifestReading(
+        True,
+        state,
+        failures,
+        active,
+        results=results,
+        manifests=manifests,
+        signer_spki_sha256=signer_pin(store, label if isinstance(label, str) else None),
+    )
+
+
+def _unreadable(exc: Exception) -> ManifestReading:
+    """What a reading that failed says about the file."""
+    if isinstance(exc, c2pa.C2paError.RemoteManifest) or str(exc).startswith("Remote:"):
+        # The file names a URL for its manifest; verifying never fetches one (see _reader_settings).
+        fetched = "must fetch" not in str(exc)
+        what = (
+            "could not be fetched" if fetched else "not fetched: remote manifests are fetched only on request"
+        )
+        return ManifestReading(False, None, [], None, error=f"a remote manifest, {what} ({exc})")
+    if isinstance(exc, c2pa.C2paError.Other | c2pa.C2paError.NotSupported | c2pa.C2paError.Io):
         # The file itself could not be parsed (not an MP4, truncated...): no manifest can be read.
         return ManifestReading(False, None, [], None, error=str(exc))
-    except c2pa.C2paError as exc:
-        # A manifest that cannot even be parsed is present but invalid.
-        return ManifestReading(True, "Invalid", [type(exc).__name__], None, error=str(exc))
-    failures = [f["code"] for f in results.get("activeManifest", {}).get("failure", [])]
-    return ManifestReading(True, state, failures, active, results=results, manifests=manifests)
+    # A manifest store that is there but cannot be parsed, or has no active manifest (the SDK
+    # raises KeyError): present, and invalid.
+    return ManifestReading(True, "Invalid", [type(exc).__name__], None, error=_short(exc))
 
 
-def _reader_settings(trust_anchors_pem: str | None) -> dict[str, Any]:
-    settings: dict[str, Any] = {"verify": {"verify_trust": bool(trust_anchors_pem)}}
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _reader_settings(trust_anchors_pem: str | None, fetch_remote: bool = False) -> dict[str, Any]:
+    # Never fetch a manifest from a URL the file names unless a person asked (c2pa-rs would, by
+    # default): a verifier must not make requests an uploaded file chooses (SSRF). Revocation
+    # is not checked online either.
+    settings: dict[str, Any] = {
+        "verify": {
+            "verify_trust": bool(trust_anchors_pem),
+            "remote_manifest_fetch": fetch_remote,
+            "ocsp_fetch": False,
+        }
+    }
     if trust_anchors_pem:
         settings["trust"] = {"trust_anchors": trust_anchors_pem}
     return settings

@@ -9,6 +9,7 @@ and the audit record when this deployment's store is at hand.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ class ManifestReport(BaseModel):
     claim_generator: str | None = None
     signer: str | None = None
     signer_issuer: str | None = None
+    # The pin (SHA-256 of the signing key's SubjectPublicKeyInfo) of whoever signed it, and whether
+    # that key is one of this deployment's signing identities: names can be copied, keys cannot.
+    signer_spki_sha256: str | None = None
+    own_signer: bool = False
     timestamp: str | None = None  # from a timestamp authority; None when signed without one
     timestamp_codes: list[str] = []  # c2pa-rs timeStamp.* codes, e.g. timeStamp.validated
     actions: list[dict[str, Any]] = []
@@ -204,19 +209,24 @@ def verify(
     store: AuditStore | None = None,
     max_frames: int = 240,
     resolver: ManifestResolver | None = None,
+    signers: Collection[str] = (),
+    fetch_remote: bool = False,
 ) -> VerificationReport:
     """Check the C2PA manifest, detect the invisible watermark, recover the original manifest when
     the file's own is missing or broken, and look the file up in the store.
 
     Frames are streamed to the detector, which stops at the first window that decodes; at most
     `max_frames` are read, so time and memory stay bounded whatever the file claims. `resolver`
-    defaults to the store's. Raises VideoError for a file that is neither a video nor a C2PA asset.
+    defaults to the store's. `signers`: the pins (`identity.spki_sha256`) of this deployment's
+    signing keys, current and retired; only a manifest signed with one of them can say "made by
+    this generator". `fetch_remote`: fetch a manifest from a URL the file names (never by
+    default: a verifier must not make requests a file chooses). Raises VideoError for a file that is neither a video nor a C2PA asset.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     sha = sha256_file(path)
-    manifest = manifest_report(read_manifest(path, trust_anchors_pem))
+    manifest = manifest_report(read_manifest(path, trust_anchors_pem, fetch_remote=fetch_remote), signers)
     try:
         reading = watermark.detect(iter_frames(path, max_frames, format=watermark.input_format))
         mark = WatermarkReport(**reading.__dict__)
@@ -235,7 +245,7 @@ def verify(
     recovery = RecoveryReport(attempted=False)
     suspect = not manifest.present or not manifest.valid or manifest.hash_binding == "broken"
     if (suspect or watermark_mismatch(manifest, mark)) and mark.soft_binding and resolver is not None:
-        recovery = _recover(path, trust_anchors_pem, resolver, mark.soft_binding)
+        recovery = _recover(path, trust_anchors_pem, resolver, mark.soft_binding, signers)
     record = _lookup(store, mark.payload, sha) if store is not None else None
     return VerificationReport(
         file=str(path),
@@ -249,17 +259,22 @@ def verify(
 
 
 def watermark_mismatch(m: ManifestReport, w: WatermarkReport) -> bool:
-    """The pictures carry this generator's watermark, but the embedded manifest does not name it:
-    content re-signed by someone else, or a manifest taken from another video."""
+    """The pictures carry this generator's watermark, but the embedded manifest is not the one
+    they were released with: it does not name that watermark, or it names it but was signed by
+    someone else (content re-signed, or a manifest copied onto it)."""
     if not (m.present and w.detected and w.soft_binding):
         return False
-    return m.soft_binding is None or m.soft_binding != w.soft_binding
+    return m.soft_binding != w.soft_binding or not m.own_signer
 
 
 def made_by_hallmark(m: ManifestReport) -> bool:
-    """A trusted manifest that states Hallmark's claims: its screening assertion and its watermark."""
+    """A trusted manifest signed with one of this deployment's own keys that states Hallmark's
+    claims: its screening assertion and its watermark. (Whether the pictures carry that
+    watermark is the caller's to check: `conclude` does for an embedded manifest, `_recover`
+    for a recovered one.)"""
     return bool(
         m.trusted
+        and m.own_signer
         and m.screening is not None
         and (m.claim_generator or "").startswith("Hallmark")
         and m.soft_binding
@@ -267,7 +282,11 @@ def made_by_hallmark(m: ManifestReport) -> bool:
 
 
 def _recover(
-    path: Path, anchors: str | None, resolver: ManifestResolver, binding: dict[str, str]
+    path: Path,
+    anchors: str | None,
+    resolver: ManifestResolver,
+    binding: dict[str, str],
+    signers: Collection[str],
 ) -> RecoveryReport:
     try:
         found = resolver.resolve(binding["alg"], binding["value"])
@@ -275,7 +294,7 @@ def _recover(
         return RecoveryReport(attempted=True, error=str(exc))
     if found is None:
         return RecoveryReport(attempted=True)
-    recovered = manifest_report(read_manifest(path, anchors, manifest_store=found.store))
+    recovered = manifest_report(read_manifest(path, anchors, manifest_store=found.store), signers)
     problem = None
     if recovered.label != found.manifest_id:
         problem = f"the resolver's manifest store is labelled {recovered.label}, not {found.manifest_id}"
@@ -300,7 +319,7 @@ def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclu
         tail = "Not altered since it was signed." if unaltered else "The hash binding was not checked."
         if not m.trusted:
             return Conclusion(
-                made_by_generator=None,
+                made_by_generator=None if m.own_signer else False,
                 generator=m.claim_generator,
                 policy=m.policy,
                 altered=altered,
@@ -309,14 +328,30 @@ def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclu
                 f", but who made it cannot be confirmed.",
             )
         if not made_by_hallmark(m):
+            claims = (m.claim_generator or "").startswith("Hallmark") or m.screening is not None
+            why = (
+                "it claims to be Hallmark's, but it is not signed with this generator's signing key"
+                if claims
+                else "not a manifest of this generator"
+            )
+            return Conclusion(
+                made_by_generator=False,
+                generator=m.claim_generator,
+                policy=m.policy,
+                altered=altered,
+                summary=f"Signed by {m.signer} (trusted), made with {m.claim_generator or 'an unnamed tool'}"
+                f": {why}. {tail}",
+            )
+        if not w.detected:
             return Conclusion(
                 made_by_generator=None,
                 generator=m.claim_generator,
                 policy=m.policy,
                 altered=altered,
-                summary=f"Signed by {m.signer} (trusted), made with {m.claim_generator or 'an unnamed tool'}"
-                ": not a manifest of this generator (no Hallmark screening or watermark "
-                f"binding). {tail}",
+                summary=f"Signed with this generator's key by {m.signer} (trusted), but the pictures do "
+                "not carry the watermark its manifest names"
+                + (f" ({w.error})" if w.error else "")
+                + f": whether it was made here cannot be confirmed. {tail}",
             )
         return Conclusion(
             made_by_generator=True,
@@ -325,7 +360,7 @@ def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclu
             altered=altered,
             summary=f"Authentic: made by {m.claim_generator}, model {m.model or 'not stated'}, "
             f"screened under policy {m.policy or 'not stated'}, signed by {m.signer} "
-            f"(trusted). {tail}",
+            f"(trusted, this generator's signing key). {tail}",
         )
     original = r.manifest
     if original is not None and original.valid:
@@ -399,20 +434,23 @@ def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclu
     )
 
 
-def manifest_report(reading: ManifestReading) -> ManifestReport:
+def manifest_report(reading: ManifestReading, signers: Collection[str] = ()) -> ManifestReport:
     """The report of one manifest. Assertions are data anyone can sign: fields of the wrong shape
     are left out, and a manifest that cannot be read at all is reported with an error."""
     if not reading.present:
         return ManifestReport(present=False, error=reading.error)
     try:
-        return _manifest_report(reading)
+        report = _manifest_report(reading)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
-        return ManifestReport(
+        report = ManifestReport(
             present=True,
             validation_state=reading.validation_state,
             failures=reading.failures,
             error=f"unreadable manifest: {type(exc).__name__}: {exc}",
         )
+    report.signer_spki_sha256 = reading.signer_spki_sha256
+    report.own_signer = reading.signer_spki_sha256 is not None and reading.signer_spki_sha256 in signers
+    return report
 
 
 def _dict(value: Any) -> dict[str, Any]:

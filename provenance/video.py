@@ -14,6 +14,11 @@ class VideoError(RuntimeError):
     """A file that is not a readable video, or frames that cannot be encoded."""
 
 
+# What PyAV raises on a malformed file besides its own errors: metadata that is not text
+# (UnicodeDecodeError from av.open), and sizes or values out of range.
+_DECODE_ERRORS = (av.FFmpegError, UnicodeError, ValueError, OverflowError, IndexError, EOFError)
+
+
 def encode_mp4(frames: np.ndarray, path: Path, fps: int = 8, crf: int = 18) -> None:
     """Write (T,H,W,3) uint8 RGB frames as H.264 (yuv420p) in an MP4 container."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -56,7 +61,7 @@ def iter_frames(path: Path, max_frames: int | None = None, format: str = "rgb24"
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     break
-    except av.FFmpegError as exc:
+    except _DECODE_ERRORS as exc:
         raise VideoError(f"{path}: cannot decode video: {exc}") from exc
     if not count:
         raise VideoError(f"{path}: video stream has no decodable frames")
@@ -87,7 +92,7 @@ def thumbnail_strip(path: Path, count: int = 8, height: int = 96) -> bytes:
                     picked.append(image.resize((max(1, round(image.width * height / image.height)), height)))
                 if wanted is None and len(picked) == count:
                     break
-    except av.FFmpegError as exc:
+    except _DECODE_ERRORS as exc:
         raise VideoError(f"{path}: not a readable video: {exc}") from exc
     if not picked:
         raise VideoError(f"{path}: no frames")

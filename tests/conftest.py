@@ -59,6 +59,14 @@ def trust_anchors(settings) -> str:
 
 
 @pytest.fixture(scope="session")
+def signers(settings) -> list[str]:
+    """The pins of this deployment's signing keys, as the app and the CLI compute them."""
+    from hallmark.compose import signing_identities
+
+    return signing_identities(settings)
+
+
+@pytest.fixture(scope="session")
 def released(pipeline, tmp_path_factory):
     """One released generation shared by the read-only tests."""
     from generator import GenerationRequest

@@ -101,8 +101,12 @@ def _write_chain(directory, leaf, leaf_key, root) -> SigningMaterial:
 
 
 @pytest.mark.slow
-def test_trusted_file_gets_one_clear_answer_and_the_whole_manifest(released, pipeline, trust_anchors):
-    report = verify(released.output, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+def test_trusted_file_gets_one_clear_answer_and_the_whole_manifest(
+    released, pipeline, trust_anchors, signers
+):
+    report = verify(
+        released.output, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers
+    )
     c, m = report.conclusion, report.manifest
     assert c.made_by_generator is True and c.altered is False and c.policy == pipeline.policy.label
     assert c.summary.startswith("Authentic")
@@ -121,9 +125,9 @@ def test_trusted_file_gets_one_clear_answer_and_the_whole_manifest(released, pip
 
 
 @pytest.mark.slow
-def test_untrusted_signer_is_reported_with_its_code(released, pipeline, tmp_path):
+def test_untrusted_signer_is_reported_with_its_code(released, pipeline, tmp_path, signers):
     other_root = ensure_dev_chain(tmp_path / "other").trust_anchors_pem().decode()
-    report = verify(released.output, other_root, pipeline.invisible_watermark)
+    report = verify(released.output, other_root, pipeline.invisible_watermark, signers=signers)
     assert report.manifest.valid and not report.manifest.trusted
     assert "signingCredential.untrusted" in report.manifest.failures
     assert report.conclusion.made_by_generator is None and "NOT trusted" in report.conclusion.summary
@@ -131,13 +135,13 @@ def test_untrusted_signer_is_reported_with_its_code(released, pipeline, tmp_path
 
 @pytest.mark.slow
 def test_tampered_bytes_break_the_hash_binding_and_the_watermark_recovers_the_original(
-    released, pipeline, trust_anchors, tmp_path
+    released, pipeline, trust_anchors, tmp_path, signers
 ):
     data = bytearray(released.output.read_bytes())
     data[data.find(b"mdat") + 200] ^= 0xFF  # one byte of the H.264 stream
     tampered = tmp_path / "tampered.mp4"
     tampered.write_bytes(bytes(data))
-    report = verify(tampered, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+    report = verify(tampered, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers)
     assert report.manifest.hash_binding == "broken" and report.manifest.validation_state == "Invalid"
     assert "assertion.bmffHash.mismatch" in report.manifest.failures
     assert report.conclusion.altered is True
@@ -147,12 +151,12 @@ def test_tampered_bytes_break_the_hash_binding_and_the_watermark_recovers_the_or
 @pytest.mark.parametrize("transform", ["remux", "crf28"])
 @pytest.mark.slow
 def test_stripped_or_reencoded_copy_recovers_the_original_manifest_from_the_store(
-    released, pipeline, trust_anchors, tmp_path, transform
+    released, pipeline, trust_anchors, tmp_path, transform, signers
 ):
     copy = tmp_path / "copy.mp4"
     remux(released.output, copy) if transform == "remux" else reencode(released.output, copy, crf=28)
     assert read_manifest(copy, trust_anchors).present is False, "the copy carries no manifest"
-    report = verify(copy, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+    report = verify(copy, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers)
     assert not report.manifest.present and report.watermark.detected
     assert report.watermark.false_positive_probability < 1e-6
     r = report.recovery
@@ -166,8 +170,8 @@ def test_stripped_or_reencoded_copy_recovers_the_original_manifest_from_the_stor
     assert report.record.generation_id == released.generation_id and not report.record.matches_file
 
 
-def test_copy_of_an_unknown_video_is_not_claimed(pipeline, trust_anchors, clip):
-    report = verify(clip, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+def test_copy_of_an_unknown_video_is_not_claimed(pipeline, trust_anchors, clip, signers):
+    report = verify(clip, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers)
     assert not report.manifest.present and not report.watermark.detected
     assert report.conclusion.made_by_generator is None and report.conclusion.altered is None
     assert report.recovery.attempted is False and report.record is None
@@ -177,7 +181,9 @@ def test_copy_of_an_unknown_video_is_not_claimed(pipeline, trust_anchors, clip):
 
 
 @pytest.mark.slow
-def test_input_image_with_its_own_manifest_is_carried_as_an_ingredient(pipeline, trust_anchors, tmp_path):
+def test_input_image_with_its_own_manifest_is_carried_as_an_ingredient(
+    pipeline, trust_anchors, tmp_path, signers
+):
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -220,7 +226,7 @@ def test_input_image_with_its_own_manifest_is_carried_as_an_ingredient(pipeline,
         )
     )
     assert result.status == "released", result.reason
-    report = verify(out, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+    report = verify(out, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers)
     assert report.conclusion.made_by_generator is True
     [ingredient] = report.manifest.ingredients
     assert ingredient.title == "photo.jpg" and ingredient.relationship == "inputTo"
@@ -330,7 +336,9 @@ def test_chain_is_checked_at_start_up_with_a_clear_error(tmp_path):
         ManifestSigner(SigningMaterial(tmp_path / "bad.pem", dev.key_path, dev.trust_anchors_path))
 
 
-def test_file_whose_certificate_expired_without_a_timestamp_no_longer_validates(clip, tmp_path, pipeline):
+def test_file_whose_certificate_expired_without_a_timestamp_no_longer_validates(
+    clip, tmp_path, pipeline, signers
+):
     """Signed while the certificate was valid, checked after it expired: without a timestamp
     authority nothing vouches for when it was signed, so c2pa-rs reports the certificate expired."""
     import time
@@ -344,7 +352,7 @@ def test_file_whose_certificate_expired_without_a_timestamp_no_longer_validates(
     signer.sign(clip, tmp_path / "short.mp4", facts())
     anchors = dev.trust_anchors_pem().decode()
     time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 1.5)
-    report = verify(tmp_path / "short.mp4", anchors, pipeline.invisible_watermark)
+    report = verify(tmp_path / "short.mp4", anchors, pipeline.invisible_watermark, signers=signers)
     m = report.manifest
     assert m.present and not m.valid and not m.trusted and m.hash_binding == "intact"
     assert "signingCredential.expired" in m.failures
@@ -397,9 +405,9 @@ def client(settings):
 
 
 @pytest.mark.slow
-def test_soft_binding_resolution_api(client, released, pipeline, trust_anchors, tmp_path):
+def test_soft_binding_resolution_api(client, released, pipeline, trust_anchors, tmp_path, signers):
     wm = pipeline.invisible_watermark
-    value = verify(released.output, trust_anchors, wm).watermark.soft_binding["value"]
+    value = verify(released.output, trust_anchors, wm, signers=signers).watermark.soft_binding["value"]
     algs = client.get("/v1/services/supportedAlgorithms").json()
     assert algs == {"watermarks": [{"alg": wm.soft_binding_alg}], "fingerprints": []}
 
@@ -444,17 +452,21 @@ def test_soft_binding_resolution_api(client, released, pipeline, trust_anchors, 
 
 @pytest.mark.slow
 def test_verify_cli_recovers_through_a_remote_resolution_service(
-    released, pipeline, trust_anchors, settings, hallmark_server, tmp_path
+    released, pipeline, trust_anchors, settings, hallmark_server, tmp_path, signers
 ):
     """A third party without the store asks the generator's public API for the original manifest."""
     base = hallmark_server(settings.data_dir)
     stripped = reencode(released.output, tmp_path / "shared.mp4", crf=28)
     resolver = HttpResolver(f"{base}/v1")
-    report = verify(stripped, trust_anchors, pipeline.invisible_watermark, store=None, resolver=resolver)
+    report = verify(
+        stripped, trust_anchors, pipeline.invisible_watermark, store=None, resolver=resolver, signers=signers
+    )
     assert report.recovery.source == f"{base}/v1" and report.recovery.manifest_id == released.manifest_label
     assert report.conclusion.made_by_generator is True and report.conclusion.altered is True
     unreachable = HttpResolver("http://127.0.0.1:9/v1", timeout_s=2)
-    report = verify(stripped, trust_anchors, pipeline.invisible_watermark, resolver=unreachable)
+    report = verify(
+        stripped, trust_anchors, pipeline.invisible_watermark, resolver=unreachable, signers=signers
+    )
     assert (
         report.recovery.attempted
         and report.recovery.manifest is None
@@ -479,7 +491,7 @@ def test_store_resolver_checks_the_key_id(released, pipeline):
 
 
 @pytest.mark.slow
-def test_bad_uploads_are_clear_errors(client, released, tmp_path, pipeline, trust_anchors):
+def test_bad_uploads_are_clear_errors(client, released, tmp_path, pipeline, trust_anchors, signers):
     from PIL import Image
 
     png = io.BytesIO()
@@ -500,7 +512,7 @@ def test_bad_uploads_are_clear_errors(client, released, tmp_path, pipeline, trus
     r = client.post("/v1/verify", files={"file": ("audio.mp4", audio_only.read_bytes(), "video/mp4")})
     assert r.status_code == 422 and "no video stream" in r.json()["detail"]
     with pytest.raises(VideoError, match="no video stream"):
-        verify(audio_only, trust_anchors, pipeline.invisible_watermark)
+        verify(audio_only, trust_anchors, pipeline.invisible_watermark, signers=signers)
 
     data = released.output.read_bytes()
     r = client.post("/v1/verify", files={"file": ("cut.mp4", data[: len(data) // 2], "video/mp4")})
@@ -567,15 +579,17 @@ def test_upload_limit_is_enforced_while_the_body_arrives(settings):
 
 
 @pytest.mark.slow
-def test_manifest_json_round_trip(released, trust_anchors, pipeline):
-    report = verify(released.output, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+def test_manifest_json_round_trip(released, trust_anchors, pipeline, signers):
+    report = verify(
+        released.output, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers
+    )
     again = type(report).model_validate(json.loads(report.model_dump_json()))
     assert again == report
 
 
 @pytest.mark.slow
 def test_hallmark_video_resigned_by_another_tool_is_not_called_authentic(
-    released, pipeline, trust_anchors, settings, tmp_path
+    released, pipeline, trust_anchors, settings, tmp_path, signers
 ):
     """Strip the manifest and sign the copy with another trusted certificate, naming no watermark:
     the watermark in the pictures still leads to the original, and the report says so."""
@@ -608,7 +622,7 @@ def test_hallmark_video_resigned_by_another_tool_is_not_called_authentic(
     with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
         with stripped.open("rb") as src, resigned.open("w+b") as dst:
             builder.sign(signer, "video/mp4", src, dst)
-    report = verify(resigned, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+    report = verify(resigned, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers)
     assert report.manifest.trusted and report.manifest.claim_generator == "Other editor 9"
     assert report.recovery.manifest_id == released.manifest_label
     c = report.conclusion

@@ -75,7 +75,7 @@ def wait_for(client, url, headers, states=("succeeded", "failed", "cancelled"), 
 
 
 @pytest.mark.slow
-def test_a_generation_from_request_to_signed_video(service, pipeline, trust_anchors):
+def test_a_generation_from_request_to_signed_video(service, pipeline, trust_anchors, signers):
     client, keys, store = service
     r = client.post(
         "/v1/generations",
@@ -96,7 +96,7 @@ def test_a_generation_from_request_to_signed_video(service, pipeline, trust_anch
     assert report["generation_id"] == done["request_id"] and report["tier"] == "free"
     assert report["c2pa_manifest"] == record.manifest_label and report["verdicts"]
     path = pipeline.audit.get(done["request_id"]).output_path
-    checked = verify(path, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+    checked = verify(path, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers)
     assert checked.conclusion.made_by_generator and checked.conclusion.altered is False
     assert store.verify_chain().ok
     assert JobStore(store).inputs(done["id"]) is None, "the prompt lives in the audit record only"

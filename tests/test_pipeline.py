@@ -74,8 +74,10 @@ def test_released_video_is_trusted_watermarked_and_audited(released, pipeline, t
 
 
 @pytest.mark.slow
-def test_verify_reports_manifest_watermark_and_record(released, pipeline, trust_anchors):
-    report = verify(released.output, trust_anchors, pipeline.invisible_watermark, pipeline.audit)
+def test_verify_reports_manifest_watermark_and_record(released, pipeline, trust_anchors, signers):
+    report = verify(
+        released.output, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers
+    )
     assert report.manifest.present and report.manifest.valid and report.manifest.trusted
     assert [a["action"] for a in report.manifest.actions] == ["c2pa.created", "c2pa.watermarked"]
     assert report.manifest.model.startswith(pipeline.backend.name)

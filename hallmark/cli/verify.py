@@ -25,15 +25,23 @@ def verify(
             "original manifest of a stripped or re-encoded file. Default: the local store."
         ),
     ] = None,
+    fetch_remote_manifest: Annotated[
+        bool,
+        typer.Option(
+            help="Fetch the manifest from the URL a file names for it (a remote manifest). Off by "
+            "default: the file chooses the URL, so this makes a request a stranger chose."
+        ),
+    ] = False,
 ) -> None:
     """Check a video's C2PA manifest and invisible watermark, recover the original manifest of a
     stripped or re-encoded copy, and find its audit record.
 
-    Exit codes: 0 authentic (trusted manifest, file unaltered); 3 made by this generator but altered
+    Exit codes: 0 authentic (trusted manifest signed with this generator's key, its watermark in
+    the pictures, file unaltered); 3 made by this generator but altered
     since signing (re-encoded, edited or stripped); 4 no trusted provenance (no manifest or
     watermark, untrusted signer, or a manifest that does not validate); 1 unreadable file.
     """
-    from hallmark.compose import build_watermark, trust_anchors_pem
+    from hallmark.compose import build_watermark, signing_identities, trust_anchors_pem
     from provenance import VideoError
     from provenance import verify as verify_file
     from provenance.resolve import FirstMatch, HttpResolver, StoreResolver
@@ -47,7 +55,13 @@ def verify(
         # The local store first; a remote service for what it does not know.
         resolvers = [StoreResolver(store, watermark)] + ([HttpResolver(resolver_url)] if resolver_url else [])
         report = verify_file(
-            file, trust_anchors_pem(settings), watermark, store, resolver=FirstMatch(resolvers)
+            file,
+            trust_anchors_pem(settings),
+            watermark,
+            store,
+            resolver=FirstMatch(resolvers),
+            signers=signing_identities(settings),
+            fetch_remote=fetch_remote_manifest,
         )
     except (VideoError, ValueError) as exc:
         raise fail(str(exc)) from exc

@@ -1,0 +1,194 @@
+"""Verification under attack (issue 20, items 2 and 3): malformed files are clear 4xx answers or
+one-line CLI errors, never a 5xx or a traceback; and verifying never fetches a URL a file names.
+
+The fuzzer mutates a real signed Hallmark MP4 (byte flips, inside the manifest box and anywhere,
+truncation, box-size corruption, duplicated boxes) with a fixed seed; `bench/verify_attacks.py`
+runs the same mutations longer and prints the table."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import c2pa
+import pytest
+from conftest import natural_frames
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from generator import GenerationRequest
+from hallmark.app import create_app
+from hallmark.cli import app as cli
+from provenance import encode_mp4, ensure_dev_chain, verify
+from provenance.fuzz import MUTATIONS, mutate
+
+FUZZ_CASES = int(os.environ.get("HALLMARK_FUZZ_CASES", "1000"))
+
+
+@pytest.fixture(scope="module")
+def small_release(pipeline, tmp_path_factory) -> Path:
+    """A real released file, small so that a thousand verifications take a minute."""
+    out = tmp_path_factory.mktemp("fuzz") / "small.mp4"
+    result = pipeline(
+        GenerationRequest(prompt="a lighthouse at dusk", output=out, height=128, width=128, steps=2)
+    )
+    assert result.released, result.reason
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(settings, pipeline):
+    with TestClient(create_app(settings, pipeline=pipeline), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.mark.slow
+def test_a_thousand_mutated_files_get_clear_answers_on_every_route_and_the_cli(
+    small_release, client, settings, monkeypatch
+):
+    monkeypatch.setenv("HALLMARK_DATA_DIR", str(settings.data_dir))
+    original = small_release.read_bytes()
+    rng = random.Random(2020)
+    runner = CliRunner()
+    seen: dict[str, set[int]] = {"verify": set(), "byContent": set(), "cli": set()}
+    kinds: dict[str, int] = {}
+    for case in range(FUZZ_CASES):
+        kind, data = mutate(original, rng)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        route = ("verify", "byContent", "cli")[case % 3] if case % 10 else "cli"
+        if route == "verify":
+            r = client.post("/v1/verify", files={"file": ("x.mp4", data, "video/mp4")})
+            assert r.status_code in (200, 413, 422), (case, kind, r.status_code, r.text[:300])
+            seen[route].add(r.status_code)
+        elif route == "byContent":
+            r = client.post("/v1/matches/byContent", content=data, headers={"Content-Type": "video/mp4"})
+            assert r.status_code in (200, 400, 422), (case, kind, r.status_code, r.text[:300])
+            seen[route].add(r.status_code)
+        else:
+            path = settings.data_dir / "fuzz.mp4"
+            path.write_bytes(data)
+            result = runner.invoke(cli, ["verify", str(path), "--json"])
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                case,
+                kind,
+                repr(result.exception),
+            )
+            assert result.exit_code in (0, 1, 3, 4), (case, kind, result.exit_code, result.output[-300:])
+            seen[route].add(result.exit_code)
+    assert set(kinds) == set(MUTATIONS), kinds
+    # The mutations reach both outcomes: some files still verify, some are refused.
+    assert {200, 422} <= seen["verify"], seen
+    assert {1} < seen["cli"] or len(seen["cli"]) > 1, seen
+
+
+@pytest.mark.slow
+def test_a_manifest_that_is_present_but_unreadable_is_not_reported_as_missing(
+    small_release, trust_anchors, pipeline
+):
+    """Flip bytes only inside the manifest store: a report that says so, never 'no manifest'."""
+    data = bytearray(small_release.read_bytes())
+    start = data.find(b"jumb") - 4
+    rng = random.Random(7)
+    unreadable = 0
+    for trial in range(40):
+        copy = bytearray(data)
+        for _ in range(3):
+            copy[start + rng.randrange(64, 4000)] ^= 0xFF
+        path = small_release.with_name(f"flipped{trial}.mp4")
+        path.write_bytes(copy)
+        report = verify(path, trust_anchors, pipeline.invisible_watermark)
+        assert report.manifest.present or report.manifest.error, report.manifest
+        unreadable += not report.manifest.valid
+    assert unreadable > 0
+
+
+class _Listener:
+    """A local HTTP server that counts the requests it gets."""
+
+    def __init__(self) -> None:
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                hits.append(self.path)
+                self.send_response(404)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/manifest.c2pa"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def remote_manifest_file(tmp_path):
+    """A video whose manifest is not embedded: the file names a URL to fetch it from."""
+    listener = _Listener()
+    material = ensure_dev_chain(tmp_path / "ca", organisation="Remote Tool")
+    plain = tmp_path / "plain.mp4"
+    encode_mp4(natural_frames(8, (64, 64)), plain)
+    manifest = {
+        "claim_generator_info": [{"name": "Remote tool", "version": "1"}],
+        "title": "remote.mp4",
+        "format": "video/mp4",
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    out = tmp_path / "remote.mp4"
+    info = c2pa.C2paSignerInfo(b"es256", material.chain_pem(), material.key_pem(), None)
+    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
+        builder.set_no_embed()
+        builder.set_remote_url(listener.url)
+        with plain.open("rb") as src, out.open("w+b") as dst:
+            builder.sign(signer, "video/mp4", src, dst)
+    yield out, listener
+    listener.server.shutdown()
+
+
+@pytest.mark.slow
+def test_verifying_never_fetches_a_url_the_file_names(
+    remote_manifest_file, client, settings, pipeline, trust_anchors
+):
+    path, listener = remote_manifest_file
+    report = verify(path, trust_anchors, pipeline.invisible_watermark)
+    assert not report.manifest.present and "remote manifest, not fetched" in report.manifest.error
+    r = client.post("/v1/verify", files={"file": ("remote.mp4", path.read_bytes(), "video/mp4")})
+    assert r.status_code == 200 and "not fetched" in r.json()["manifest"]["error"]
+    env = {
+        **os.environ,
+        "HALLMARK_DATA_DIR": str(settings.data_dir),
+        "HALLMARK_TORCH_THREADS": "2",
+        "COLUMNS": "300",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "verify", str(path)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 4 and "not fetched" in run.stdout, run.stdout + run.stderr
+    assert listener.hits == []
+    # Only a person who asks for it makes the request (and then the listener sees exactly one).
+    run = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "verify", str(path), "--fetch-remote-manifest"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode in (1, 4), run.stdout + run.stderr
+    assert listener.hits == ["/manifest.c2pa"]
