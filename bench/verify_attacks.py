@@ -20,8 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import c2pa
-
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
 
 
@@ -32,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from conftest import natural_frames
+    from conftest import look_alike_facts, natural_frames, sign_as_other_tool
     from fastapi.testclient import TestClient
 
     from generator import GenerationRequest
@@ -41,7 +39,6 @@ def main() -> None:
     from hallmark.settings import Settings
     from provenance import ManifestSigner, VideoError, encode_mp4, ensure_dev_chain, verify
     from provenance.fuzz import MUTATIONS, mutate
-    from provenance.manifest import ManifestFacts
     from provenance.video import decode_frames
 
     torch.set_num_threads(2)
@@ -60,19 +57,7 @@ def main() -> None:
     wm = pipeline.invisible_watermark
 
     # ---- forgery ------------------------------------------------------------------------------
-    facts = ManifestFacts(
-        generation_id="forged",
-        title="forged.mp4",
-        model_name=pipeline.backend.name,
-        model_version=pipeline.backend.version,
-        policy=pipeline.policy.label,
-        screening={"classifiers": {}, "uncalibrated": []},
-        watermark_method=wm.name,
-        watermark_payload=released.watermark_payload,
-        watermark_alg=wm.soft_binding_alg,
-        claim_generator_version="0.1.0",
-        watermark_key_id=released.watermark_key_id,
-    )
+    facts = look_alike_facts(released, pipeline)
     unrelated = work / "unrelated.mp4"
     encode_mp4(natural_frames(16, (128, 128)), unrelated)
     frames = decode_frames(released.output).copy()
@@ -154,7 +139,9 @@ def main() -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/manifest.c2pa"
-    remote = _remote_manifest_file(work, mallory, url, natural_frames, encode_mp4)
+    plain = work / "plain.mp4"
+    encode_mp4(natural_frames(8, (64, 64)), plain)
+    remote = sign_as_other_tool(mallory, plain, work / "remote.mp4", "Remote tool", remote_url=url)
     verify(remote, anchors, wm, pipeline.audit, signers=signers)
     with TestClient(create_app(settings, pipeline=pipeline)) as client:
         client.post("/v1/verify", files={"file": ("r.mp4", remote.read_bytes(), "video/mp4")})
@@ -162,37 +149,6 @@ def main() -> None:
     verify(remote, anchors, wm, pipeline.audit, signers=signers, fetch_remote=True)
     print(f"... and with fetch_remote=True (the CLI's --fetch-remote-manifest): {len(hits)}")
     server.shutdown()
-
-
-def _remote_manifest_file(work: Path, material, url: str, natural_frames, encode_mp4) -> Path:
-    plain = work / "plain.mp4"
-    encode_mp4(natural_frames(8, (64, 64)), plain)
-    manifest = {
-        "claim_generator_info": [{"name": "Remote tool", "version": "1"}],
-        "title": "remote.mp4",
-        "format": "video/mp4",
-        "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
-                        }
-                    ]
-                },
-            }
-        ],
-    }
-    out = work / "remote.mp4"
-    info = c2pa.C2paSignerInfo(b"es256", material.chain_pem(), material.key_pem(), None)
-    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
-        builder.set_no_embed()
-        builder.set_remote_url(url)
-        with plain.open("rb") as src, out.open("w+b") as dst:
-            builder.sign(signer, "video/mp4", src, dst)
-    return out
 
 
 if __name__ == "__main__":

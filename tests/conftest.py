@@ -146,3 +146,59 @@ def hallmark_server():
     for server in servers:
         server.terminate()
         server.wait(timeout=30)
+
+
+def sign_as_other_tool(
+    material, source: Path, dest: Path, name: str = "Other editor", remote_url: str | None = None
+) -> Path:
+    """Sign `source` as another C2PA tool would (a capture manifest naming `name`), with
+    `material`'s key; with `remote_url`, the manifest is not embedded: the file names that URL."""
+    import c2pa
+
+    manifest = {
+        "claim_generator_info": [{"name": name, "version": "9"}],
+        "title": dest.name,
+        "format": "video/mp4",
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    info = c2pa.C2paSignerInfo(b"es256", material.chain_pem(), material.key_pem(), None)
+    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
+        if remote_url is not None:
+            builder.set_no_embed()
+            builder.set_remote_url(remote_url)
+        with source.open("rb") as src, dest.open("w+b") as dst:
+            builder.sign(signer, "video/mp4", src, dst)
+    return dest
+
+
+def look_alike_facts(released, pipeline, **changes):
+    """Hallmark's claims, copied from a release: the screening, the policy, the model and the
+    soft binding, for a forger's manifest."""
+    from provenance.manifest import ManifestFacts
+
+    facts = dict(
+        generation_id="forged",
+        title="forged.mp4",
+        model_name=pipeline.backend.name,
+        model_version=pipeline.backend.version,
+        policy=pipeline.policy.label,
+        screening={"classifiers": {}, "uncalibrated": []},
+        watermark_method=pipeline.invisible_watermark.name,
+        watermark_payload=released.watermark_payload,
+        watermark_alg=pipeline.invisible_watermark.soft_binding_alg,
+        claim_generator_version="0.1.0",
+        watermark_key_id=released.watermark_key_id,
+    )
+    return ManifestFacts(**{**facts, **changes})

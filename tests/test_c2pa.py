@@ -13,7 +13,7 @@ import av
 import c2pa
 import numpy as np
 import pytest
-from conftest import natural_frames
+from conftest import natural_frames, sign_as_other_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -599,29 +599,7 @@ def test_hallmark_video_resigned_by_another_tool_is_not_called_authentic(
     now = dt.datetime.now(dt.UTC)
     leaf, key = issue_signer(root, root_key, now - dt.timedelta(minutes=1), now + dt.timedelta(days=1))
     other = _write_chain(tmp_path / "other-tool", leaf, key, root)
-    manifest = {
-        "claim_generator_info": [{"name": "Other editor", "version": "9"}],
-        "title": "mine.mp4",
-        "format": "video/mp4",
-        "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
-                        }
-                    ]
-                },
-            }
-        ],
-    }
-    resigned = tmp_path / "resigned.mp4"
-    info = c2pa.C2paSignerInfo(b"es256", other.chain_pem(), other.key_pem(), None)
-    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
-        with stripped.open("rb") as src, resigned.open("w+b") as dst:
-            builder.sign(signer, "video/mp4", src, dst)
+    resigned = sign_as_other_tool(other, stripped, tmp_path / "resigned.mp4")
     report = verify(resigned, trust_anchors, pipeline.invisible_watermark, pipeline.audit, signers=signers)
     assert report.manifest.trusted and report.manifest.claim_generator == "Other editor 9"
     assert report.recovery.manifest_id == released.manifest_label

@@ -11,13 +11,14 @@ import subprocess
 import sys
 
 import pytest
+from conftest import look_alike_facts
 from cryptography import x509
 
 from hallmark.compose import signing_identities
 from hallmark.settings import Settings
 from provenance import ManifestSigner, encode_mp4, ensure_dev_chain, verify
 from provenance.identity import embedded_store, signer_certificate, spki_sha256
-from provenance.manifest import ManifestFacts, read_manifest
+from provenance.manifest import read_manifest
 from provenance.video import decode_frames
 
 
@@ -33,24 +34,6 @@ def both_trusted(tmp_path_factory, trust_anchors, mallory):
     path = tmp_path_factory.mktemp("anchors") / "anchors.pem"
     path.write_text(trust_anchors + mallory.trust_anchors_pem().decode())
     return path
-
-
-def look_alike(released, pipeline, **changes) -> ManifestFacts:
-    """Hallmark's claims, copied: the screening, the policy, the model and the soft binding."""
-    facts = dict(
-        generation_id="forged",
-        title="forged.mp4",
-        model_name=pipeline.backend.name,
-        model_version=pipeline.backend.version,
-        policy=pipeline.policy.label,
-        screening={"classifiers": {}, "uncalibrated": []},
-        watermark_method=pipeline.invisible_watermark.name,
-        watermark_payload=released.watermark_payload,
-        watermark_alg=pipeline.invisible_watermark.soft_binding_alg,
-        claim_generator_version="0.1.0",
-        watermark_key_id=released.watermark_key_id,
-    )
-    return ManifestFacts(**{**facts, **changes})
 
 
 @pytest.mark.slow
@@ -78,7 +61,7 @@ def test_a_trusted_look_alike_on_unrelated_video_is_not_made_by_this_generator(
     released, pipeline, clip_with_frames, both_trusted, mallory, signers, tmp_path, settings
 ):
     forged = tmp_path / "forged.mp4"
-    ManifestSigner(mallory).sign(clip_with_frames, forged, look_alike(released, pipeline))
+    ManifestSigner(mallory).sign(clip_with_frames, forged, look_alike_facts(released, pipeline))
     report = verify(
         forged, both_trusted.read_text(), pipeline.invisible_watermark, pipeline.audit, signers=signers
     )
@@ -115,7 +98,7 @@ def test_an_edited_hallmark_video_re_signed_by_a_trusted_third_party_is_altered(
     edited = tmp_path / "edited.mp4"
     encode_mp4(frames, edited, fps=8)
     resigned = tmp_path / "resigned.mp4"
-    ManifestSigner(mallory).sign(edited, resigned, look_alike(released, pipeline))
+    ManifestSigner(mallory).sign(edited, resigned, look_alike_facts(released, pipeline))
     report = verify(
         resigned, both_trusted.read_text(), pipeline.invisible_watermark, pipeline.audit, signers=signers
     )

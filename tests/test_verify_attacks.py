@@ -15,9 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
-import c2pa
 import pytest
-from conftest import natural_frames
+from conftest import natural_frames, sign_as_other_tool
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -134,31 +133,7 @@ def remote_manifest_file(tmp_path):
     material = ensure_dev_chain(tmp_path / "ca", organisation="Remote Tool")
     plain = tmp_path / "plain.mp4"
     encode_mp4(natural_frames(8, (64, 64)), plain)
-    manifest = {
-        "claim_generator_info": [{"name": "Remote tool", "version": "1"}],
-        "title": "remote.mp4",
-        "format": "video/mp4",
-        "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
-                        }
-                    ]
-                },
-            }
-        ],
-    }
-    out = tmp_path / "remote.mp4"
-    info = c2pa.C2paSignerInfo(b"es256", material.chain_pem(), material.key_pem(), None)
-    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
-        builder.set_no_embed()
-        builder.set_remote_url(listener.url)
-        with plain.open("rb") as src, out.open("w+b") as dst:
-            builder.sign(signer, "video/mp4", src, dst)
+    out = sign_as_other_tool(material, plain, tmp_path / "remote.mp4", "Remote tool", remote_url=listener.url)
     yield out, listener
     listener.server.shutdown()
 
