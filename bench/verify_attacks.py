@@ -18,7 +18,10 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "tests")]
 
@@ -43,7 +46,8 @@ def main() -> None:
 
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="hallmark-attacks-"))
-    settings = Settings(data_dir=work / "data", torch_threads=2)
+    # One client sends every request here: its rate limit is lifted (the tests measure the limit).
+    settings = Settings(data_dir=work / "data", torch_threads=2, verify_rate_per_minute=10**7)
     pipeline = build_pipeline(settings)
     released = pipeline(
         GenerationRequest(
@@ -124,6 +128,35 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of the process (models loaded): {peak_mb:.0f} MB; exceptions: {raised or 'none'}")
 
+    # ---- decode bombs -------------------------------------------------------------------------
+    bombs = {"4160x4160 (over the limit)": (4160, 4160), "4096x4096, 8 frames (at the limit)": (4096, 4096)}
+    print("\n| upload | file KB | 8 at once: answers | seconds | resident memory growth, peak MB |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    with TestClient(create_app(settings, pipeline=pipeline), raise_server_exceptions=False) as client:
+        for name, (w, h) in bombs.items():
+            bomb = work / f"bomb-{w}.mp4"
+            encode_mp4(np.zeros((1 if w > 4096 else 8, h, w, 3), np.uint8), bomb)
+            body = bomb.read_bytes()
+            before = _rss_mb()
+            peak = [before]
+            sampling = threading.Event()
+
+            def sample(peak=peak, sampling=sampling) -> None:
+                while not sampling.wait(0.005):
+                    peak[0] = max(peak[0], _rss_mb())
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            start = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                codes = list(pool.map(lambda data: _post(client, data), [body] * 8))
+            seconds = time.perf_counter() - start
+            sampling.set()
+            sampler.join()
+            grown = peak[0] - before
+            answers = ", ".join(f"{c}: {codes.count(c)}" for c in sorted(set(codes)))
+            print(f"| {name} | {len(body) / 1024:.0f} | {answers} | {seconds:.1f} | {grown:.0f} |")
+
     # ---- SSRF ---------------------------------------------------------------------------------
     hits: list[str] = []
 
@@ -149,6 +182,16 @@ def main() -> None:
     verify(remote, anchors, wm, pipeline.audit, signers=signers, fetch_remote=True)
     print(f"... and with fetch_remote=True (the CLI's --fetch-remote-manifest): {len(hits)}")
     server.shutdown()
+
+
+def _rss_mb() -> float:
+    """The process's resident memory now (Linux), sampled while the uploads run."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def _post(client, data: bytes) -> int:
+    return client.post("/v1/verify", files={"file": ("b.mp4", data, "video/mp4")}).status_code
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from policy import Policy
 from provenance import thumbnail_strip
 from provenance.api import Verifier
 from provenance.api import router as verify_router
+from provenance.limits import RateLimiter, Slots
 
 log = logging.getLogger("hallmark.app")
 
@@ -69,8 +70,16 @@ class Services:
     def _verifier(self) -> Verifier:
         watermark = build_watermark(self.settings)
         limit = self.settings.max_upload_mb * 1024 * 1024
-        signers = signing_identities(self.settings)
-        return Verifier(trust_anchors_pem(self.settings), watermark, self.store(), limit, signers)
+        return Verifier(
+            trust_anchors_pem(self.settings),
+            watermark,
+            self.store(),
+            limit,
+            signers=signing_identities(self.settings),
+            max_pixels=self.settings.max_video_pixels,
+            rate=RateLimiter(self.settings.verify_rate_per_minute),
+            slots=Slots(self.settings.verify_concurrency),
+        )
 
     def verifier(self) -> Verifier:
         return self._verifier

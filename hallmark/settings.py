@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     resolver_url: str | None = None
 
     max_upload_mb: int = Field(default=512, gt=0)  # POST /v1/verify
+    # The public verification routes: the largest frame decoded, per-client requests a minute,
+    # and verifications decoding at once (more wait up to 2 s, then get 429).
+    max_video_pixels: int = Field(default=4096 * 4096, gt=0)
+    verify_rate_per_minute: int = Field(default=60, gt=0)
+    verify_concurrency: int = Field(default=2, gt=0)
 
     # Generation jobs: "inprocess" (worker threads of `hallmark serve`) or "celery" (Celery
     # workers on `broker_url`, run with `hallmark worker`). Videos and reports go to artifact_dir.

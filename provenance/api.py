@@ -22,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from audit import AuditError, AuditStore
+from provenance.limits import RateLimiter, Slots
 from provenance.manifest import soft_binding_value
 from provenance.resolve import StoreResolver, UnsupportedBinding
 from provenance.verify import VerificationReport, verify
 from provenance.video import VideoError, iter_frames
-from provenance.watermark import VideoWatermark
+from provenance.watermark import VideoWatermark, WatermarkReading
 
 UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_CONTENT
 
@@ -41,12 +42,18 @@ class Verifier:
         store: AuditStore | None,
         max_upload_bytes: int,
         signers: Collection[str] = (),
+        max_pixels: int = 4096 * 4096,
+        rate: RateLimiter | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.trust_anchors_pem = trust_anchors_pem
         self.signers = frozenset(signers)  # pins of this deployment's signing keys
         self.watermark = watermark
         self.store = store
         self.max_upload_bytes = max_upload_bytes
+        self.max_pixels = max_pixels  # a video's declared frame size, checked before decoding
+        self.rate = rate or RateLimiter(per_minute=60)
+        self.slots = slots or Slots(2)
         self.resolver = StoreResolver(store, watermark) if store is not None else None
 
 
@@ -74,15 +81,46 @@ class SoftBindingAlgList(BaseModel):
     fingerprints: list[SoftBindingAlg] = []
 
 
-router = APIRouter(prefix="/v1")
-
-
 def get_verifier(request: Request) -> Verifier:
     """The verification services (built by the app factory)."""
     return request.app.state.verifier()
 
 
+def admit(request: Request, verifier: Annotated[Verifier, Depends(get_verifier)]) -> None:
+    """The per-client rate limit of every public route: 429 with Retry-After. The client is the
+    connection's address (behind a proxy, run uvicorn with --proxy-headers so it is the caller's)."""
+    wait = verifier.rate.wait(request.client.host if request.client else "unknown")
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many requests from this address; retry in {wait:.0f} s",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+
+
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(admit)],
+    responses={
+        429: {"description": "rate limited, or the verifier is busy: retry after Retry-After seconds"}
+    },
+)
 Verified = Annotated[Verifier, Depends(get_verifier)]
+
+
+@contextmanager
+def _slot(verifier: Verifier) -> Iterator[None]:
+    """One of the verifications that may decode at once, or 429 (busy) when none frees soon."""
+    if not verifier.slots.take():
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "the verifier is busy with other uploads; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    try:
+        yield
+    finally:
+        verifier.slots.give_back()
 
 
 def _matches(verifier: Verifier, alg: str, value: str, max_results: int) -> SoftBindingQueryResult:
@@ -102,10 +140,15 @@ def verify_upload(file: UploadFile, verifier: Verified) -> VerificationReport:
     """Upload a video (multipart field `file`): C2PA manifest, invisible watermark, the original
     manifest when the file's own is stripped or broken, and the audit record."""
     # a plain def: FastAPI runs it in a worker thread, off the event loop
-    with _spooled(file.file.read, verifier.max_upload_bytes, "file") as path:
+    with _spooled(file.file.read, verifier.max_upload_bytes, "file") as path, _slot(verifier):
         try:
             report = verify(
-                path, verifier.trust_anchors_pem, verifier.watermark, verifier.store, signers=verifier.signers
+                path,
+                verifier.trust_anchors_pem,
+                verifier.watermark,
+                verifier.store,
+                signers=verifier.signers,
+                max_pixels=verifier.max_pixels,
             )
         except VideoError as exc:
             raise HTTPException(UNPROCESSABLE, f"field 'file': {_strip_path(exc, path)}") from exc
@@ -174,10 +217,14 @@ async def matches_by_content(
                 out.write(chunk)
         if path.stat().st_size == 0:
             raise HTTPException(UNPROCESSABLE, "the body is empty")
+
+        def read() -> WatermarkReading:
+            with _slot(verifier):
+                frames = iter_frames(path, 240, format=watermark.input_format, max_pixels=verifier.max_pixels)
+                return watermark.detect(frames)
+
         try:
-            reading = await run_in_threadpool(
-                lambda: watermark.detect(iter_frames(path, 240, format=watermark.input_format))
-            )
+            reading = await run_in_threadpool(read)
         except VideoError as exc:
             raise HTTPException(UNPROCESSABLE, f"body: {_strip_path(exc, path)}") from exc
     if not reading.detected or reading.payload is None:

@@ -211,6 +211,7 @@ def verify(
     resolver: ManifestResolver | None = None,
     signers: Collection[str] = (),
     fetch_remote: bool = False,
+    max_pixels: int | None = None,
 ) -> VerificationReport:
     """Check the C2PA manifest, detect the invisible watermark, recover the original manifest when
     the file's own is missing or broken, and look the file up in the store.
@@ -220,7 +221,8 @@ def verify(
     defaults to the store's. `signers`: the pins (`identity.spki_sha256`) of this deployment's
     signing keys, current and retired; only a manifest signed with one of them can say "made by
     this generator". `fetch_remote`: fetch a manifest from a URL the file names (never by
-    default: a verifier must not make requests a file chooses). Raises VideoError for a file that is neither a video nor a C2PA asset.
+    default: a verifier must not make requests a file chooses). `max_pixels`: the largest frame
+    decoded (VideoError beyond it, before decoding). Raises VideoError for a file that is neither a video nor a C2PA asset.
     """
     path = Path(path)
     if not path.is_file():
@@ -228,7 +230,8 @@ def verify(
     sha = sha256_file(path)
     manifest = manifest_report(read_manifest(path, trust_anchors_pem, fetch_remote=fetch_remote), signers)
     try:
-        reading = watermark.detect(iter_frames(path, max_frames, format=watermark.input_format))
+        frames = iter_frames(path, max_frames, format=watermark.input_format, max_pixels=max_pixels)
+        reading = watermark.detect(frames)
         mark = WatermarkReport(**reading.__dict__)
     except VideoError as exc:
         if not manifest.present:

@@ -36,27 +36,48 @@ def encode_mp4(frames: np.ndarray, path: Path, fps: int = 8, crf: int = 18) -> N
 
 
 @contextmanager
-def _open_video(path: Path) -> Iterator[av.container.InputContainer]:
-    """The file opened by PyAV, refused unless it holds a video stream."""
+def _open_video(path: Path, max_pixels: int | None = None) -> Iterator[av.container.InputContainer]:
+    """The file opened by PyAV, refused unless it holds a video stream whose declared frame size
+    is within `max_pixels` (checked before any frame is decoded: a small file can declare
+    frames of 16000x16000, gigabytes each)."""
     with av.open(str(path)) as container:
         kind = container.format.name
         if kind == "image2" or kind.endswith("_pipe"):  # ffmpeg reads a still image as one frame
             raise VideoError(f"{path}: an image ({kind.removesuffix('_pipe')}), not a video")
         if not container.streams.video:
             raise VideoError(f"{path}: no video stream")
+        codec = container.streams.video[0].codec_context
+        if codec is None:
+            raise VideoError(f"{path}: the video stream has no codec to decode it with")
+        if max_pixels is not None:
+            _check_size(path, codec, max_pixels)
         yield container
 
 
-def iter_frames(path: Path, max_frames: int | None = None, format: str = "rgb24") -> Iterator[np.ndarray]:
+def _check_size(path: Path, frame, max_pixels: int) -> None:
+    """A declared or decoded frame larger than the limit is refused."""
+    if frame.width * frame.height > max_pixels:
+        raise VideoError(
+            f"{path}: frames of {frame.width}x{frame.height} are larger than this verifier's limit of "
+            f"{max_pixels} pixels"
+        )
+
+
+def iter_frames(
+    path: Path, max_frames: int | None = None, format: str = "rgb24", max_pixels: int | None = None
+) -> Iterator[np.ndarray]:
     """Decode the first video stream frame by frame: (H,W,3) RGB, or (H,W) luma with format="gray".
 
     Nothing but the current frame is held, so a long 1080p video streams in constant memory.
+    `max_pixels` bounds the frame size, declared and decoded (VideoError beyond it).
     """
     count = 0
     try:
-        with _open_video(path) as container:
+        with _open_video(path, max_pixels) as container:
             container.streams.video[0].thread_type = "AUTO"
             for frame in container.decode(video=0):
+                if max_pixels is not None:
+                    _check_size(path, frame, max_pixels)
                 yield frame.to_ndarray(format=format)
                 count += 1
                 if max_frames is not None and count >= max_frames:

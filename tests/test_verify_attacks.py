@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import natural_frames, sign_as_other_tool
 from fastapi.testclient import TestClient
@@ -167,3 +168,59 @@ def test_verifying_never_fetches_a_url_the_file_names(
     )
     assert run.returncode in (1, 4), run.stdout + run.stderr
     assert listener.hits == ["/manifest.c2pa"]
+
+
+@pytest.mark.slow
+def test_frames_larger_than_the_limit_are_refused_before_decoding(settings, pipeline, tmp_path):
+    """A 4160x4160 H.264 frame (a few kilobytes of file, 52 MB decoded) is over the default limit of
+    4096x4096: refused from its declared size, on both upload routes and the CLI."""
+    big = tmp_path / "big.mp4"
+    encode_mp4(np.zeros((1, 4160, 4160, 3), np.uint8), big)
+    assert big.stat().st_size < 200_000
+    with TestClient(create_app(settings, pipeline=pipeline)) as client:
+        r = client.post("/v1/verify", files={"file": ("big.mp4", big.read_bytes(), "video/mp4")})
+        assert (
+            r.status_code == 422 and "4160x4160 are larger than this verifier's limit" in r.json()["detail"]
+        )
+        r = client.post(
+            "/v1/matches/byContent", content=big.read_bytes(), headers={"Content-Type": "video/mp4"}
+        )
+        assert r.status_code == 422 and "larger than this verifier's limit" in r.json()["detail"]
+    env = {**os.environ, "HALLMARK_DATA_DIR": str(settings.data_dir), "COLUMNS": "300"}
+    run = subprocess.run(
+        [sys.executable, "-m", "hallmark.cli", "verify", str(big)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 1 and "larger than this verifier's limit" in run.stderr, run.stdout + run.stderr
+    small = settings.model_copy(update={"max_video_pixels": 64 * 64})
+    with TestClient(create_app(small, pipeline=pipeline)) as client:
+        clip = tmp_path / "clip.mp4"
+        encode_mp4(natural_frames(8, (128, 128)), clip)
+        r = client.post("/v1/verify", files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+        assert r.status_code == 422 and "128x128" in r.json()["detail"]
+
+
+def test_public_routes_limit_each_client_and_say_when_to_retry(settings, pipeline):
+    limited = settings.model_copy(update={"verify_rate_per_minute": 3})
+    with TestClient(create_app(limited, pipeline=pipeline)) as client:
+        answers = [client.get("/v1/services/supportedAlgorithms") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert (
+        int(answers[-1].headers["Retry-After"]) >= 1 and "too many requests" in answers[-1].json()["detail"]
+    )
+
+
+def test_a_busy_verifier_answers_429_instead_of_queueing_without_bound(settings, pipeline, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    encode_mp4(natural_frames(8, (64, 64)), clip)
+    with TestClient(create_app(settings, pipeline=pipeline)) as client:
+        verifier = client.app.state.verifier()
+        taken = [verifier.slots.take() for _ in range(settings.verify_concurrency)]
+        assert all(taken)
+        try:
+            r = client.post("/v1/verify", files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+            assert r.status_code == 429 and "busy" in r.json()["detail"] and r.headers["Retry-After"]
+        finally:
+            for _ in taken:
+                verifier.slots.give_back()
+        r = client.post("/v1/verify", files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")})
+        assert r.status_code == 200

@@ -62,6 +62,7 @@ def verify(
             resolver=FirstMatch(resolvers),
             signers=signing_identities(settings),
             fetch_remote=fetch_remote_manifest,
+            max_pixels=settings.max_video_pixels,
         )
     except (VideoError, ValueError) as exc:
         raise fail(str(exc)) from exc
