@@ -222,7 +222,8 @@ def verify(
     signing keys, current and retired; only a manifest signed with one of them can say "made by
     this generator". `fetch_remote`: fetch a manifest from a URL the file names (never by
     default: a verifier must not make requests a file chooses). `max_pixels`: the largest frame
-    decoded (VideoError beyond it, before decoding). Raises VideoError for a file that is neither a video nor a C2PA asset.
+    decoded (VideoError beyond it, before decoding). Raises VideoError for a file that is neither
+    a video nor a C2PA asset.
     """
     path = Path(path)
     if not path.is_file():
@@ -318,15 +319,22 @@ def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclu
     mismatch = watermark_mismatch(m, w)
     if m.present and m.valid and m.hash_binding != "broken" and not mismatch:
         unaltered = m.hash_binding == "intact"
-        altered = False if unaltered else None
         tail = "Not altered since it was signed." if unaltered else "The hash binding was not checked."
-        if not m.trusted:
+
+        def embedded(made_by: bool | None, summary: str) -> Conclusion:
+            """The answer from the embedded manifest, which validates and matches the file."""
             return Conclusion(
-                made_by_generator=None if m.own_signer else False,
+                made_by_generator=made_by,
                 generator=m.claim_generator,
                 policy=m.policy,
-                altered=altered,
-                summary=f"Signed by {m.signer}, which is NOT trusted against the configured trust "
+                altered=False if unaltered else None,
+                summary=summary,
+            )
+
+        if not m.trusted:
+            return embedded(
+                None if m.own_signer else False,
+                f"Signed by {m.signer}, which is NOT trusted against the configured trust "
                 f"anchors: the manifest claims {m.claim_generator or 'an unnamed generator'}"
                 f", but who made it cannot be confirmed.",
             )
@@ -337,31 +345,22 @@ def conclude(m: ManifestReport, w: WatermarkReport, r: RecoveryReport) -> Conclu
                 if claims
                 else "not a manifest of this generator"
             )
-            return Conclusion(
-                made_by_generator=False,
-                generator=m.claim_generator,
-                policy=m.policy,
-                altered=altered,
-                summary=f"Signed by {m.signer} (trusted), made with {m.claim_generator or 'an unnamed tool'}"
-                f": {why}. {tail}",
+            return embedded(
+                False,
+                f"Signed by {m.signer} (trusted), made with {m.claim_generator or 'an unnamed tool'}: "
+                f"{why}. {tail}",
             )
         if not w.detected:
-            return Conclusion(
-                made_by_generator=None,
-                generator=m.claim_generator,
-                policy=m.policy,
-                altered=altered,
-                summary=f"Signed with this generator's key by {m.signer} (trusted), but the pictures do "
+            return embedded(
+                None,
+                f"Signed with this generator's key by {m.signer} (trusted), but the pictures do "
                 "not carry the watermark its manifest names"
                 + (f" ({w.error})" if w.error else "")
                 + f": whether it was made here cannot be confirmed. {tail}",
             )
-        return Conclusion(
-            made_by_generator=True,
-            generator=m.claim_generator,
-            policy=m.policy,
-            altered=altered,
-            summary=f"Authentic: made by {m.claim_generator}, model {m.model or 'not stated'}, "
+        return embedded(
+            True,
+            f"Authentic: made by {m.claim_generator}, model {m.model or 'not stated'}, "
             f"screened under policy {m.policy or 'not stated'}, signed by {m.signer} "
             f"(trusted, this generator's signing key). {tail}",
         )

@@ -150,6 +150,20 @@ def hallmark_server():
         server.wait(timeout=30)
 
 
+def capture_manifest(name: str, version: str, title: str, media_type: str) -> dict:
+    """The manifest definition of a capture device or another tool: one `c2pa.created` action."""
+    created = {
+        "action": "c2pa.created",
+        "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
+    }
+    return {
+        "claim_generator_info": [{"name": name, "version": version}],
+        "title": title,
+        "format": media_type,
+        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [created]}}],
+    }
+
+
 def sign_as_other_tool(
     material, source: Path, dest: Path, name: str = "Other editor", remote_url: str | None = None
 ) -> Path:
@@ -157,24 +171,7 @@ def sign_as_other_tool(
     `material`'s key; with `remote_url`, the manifest is not embedded: the file names that URL."""
     import c2pa
 
-    manifest = {
-        "claim_generator_info": [{"name": name, "version": "9"}],
-        "title": dest.name,
-        "format": "video/mp4",
-        "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
-                        }
-                    ]
-                },
-            }
-        ],
-    }
+    manifest = capture_manifest(name, "9", dest.name, "video/mp4")
     info = c2pa.C2paSignerInfo(b"es256", material.chain_pem(), material.key_pem(), None)
     with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
         if remote_url is not None:

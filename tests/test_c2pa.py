@@ -13,7 +13,7 @@ import av
 import c2pa
 import numpy as np
 import pytest
-from conftest import natural_frames, sign_as_other_tool
+from conftest import capture_manifest, natural_frames, sign_as_other_tool
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -189,24 +189,7 @@ def test_input_image_with_its_own_manifest_is_carried_as_an_ingredient(
     buffer = io.BytesIO()
     Image.fromarray(natural_frames(1)[0]).save(buffer, format="JPEG")
     camera = ensure_dev_chain(tmp_path / "camera", organisation="Example camera")
-    photo_manifest = {
-        "claim_generator_info": [{"name": "Example camera", "version": "2.0"}],
-        "title": "photo.jpg",
-        "format": "image/jpeg",
-        "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture",
-                        }
-                    ]
-                },
-            }
-        ],
-    }
+    photo_manifest = capture_manifest("Example camera", "2.0", "photo.jpg", "image/jpeg")
     signed_photo = io.BytesIO()
     info = c2pa.C2paSignerInfo(b"es256", camera.chain_pem(), camera.key_pem(), None)
     with c2pa.Signer.from_info(info) as signer, c2pa.Builder(photo_manifest) as builder:
